@@ -1,0 +1,1 @@
+"""The telemedicine service's composition root and core domains (see ARCHITECTURE.md)."""

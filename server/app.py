@@ -1,0 +1,125 @@
+"""The composition root: builds the aiohttp application from settings."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+from alembic.script import ScriptDirectory
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from server import keys
+from server.audit import api as audit_api
+from server.auth import api as auth_api
+from server.auth.issuer import TokenIssuer
+from server.auth.passwords import Passwords
+from server.auth.throttle import LoginThrottle
+from server.db.engine import create_engine, create_sessionmaker
+from server.db.migrate import alembic_config
+from server.http import middlewares
+from server.http.openapi import build_spec
+from server.http.problems import ProblemError
+from server.http.routing import registered_endpoints
+from server.keyring import load_key_material
+from server.observability import create_metrics
+from server.people import api as people_api
+from server.settings import Settings
+
+log = structlog.get_logger("telemed.app")
+VERSION = "0.1.0"
+ROUTERS = (auth_api.router, people_api.router, audit_api.router)
+_head_revision = web.AppKey("head_revision", str)
+_openapi = web.AppKey("openapi", dict)
+
+
+async def database(app: web.Application) -> AsyncIterator[None]:
+    engine = create_engine(app[keys.settings].resolved_database_url)
+    app[keys.engine] = engine
+    app[keys.sessions] = create_sessionmaker(engine)
+    yield
+    await engine.dispose()
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    """The process is up (liveness)."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """The database answers and its schema is the one this code expects (readiness)."""
+    try:
+        async with request.app[keys.engine].connect() as connection:
+            revision = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+    except Exception as exc:
+        log.warning("readiness_failed", error=type(exc).__name__)
+        raise ProblemError("The database is not reachable", status=503, code="not_ready",
+                           title="Not ready") from None
+    if revision != request.app[_head_revision]:
+        raise ProblemError("The database schema is not up to date; run `telemed db upgrade`", status=503,
+                           code="schema_outdated", title="Not ready")
+    return web.json_response({"status": "ready", "database": "ok", "schema": revision})
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[keys.metrics].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(request.app[_openapi])
+
+
+def _ops_paths() -> dict[str, object]:
+    plain = {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}}
+    return {
+        "/healthz": {"get": {"operationId": "ops_healthz", "summary": "Liveness", "tags": ["ops"],
+                             "security": [], "responses": plain}},
+        "/readyz": {"get": {"operationId": "ops_readyz", "summary": "Readiness (database and schema)",
+                            "tags": ["ops"], "security": [],
+                            "responses": {**plain, "503": {"description": "Not ready"}}}},
+        "/metrics": {"get": {"operationId": "ops_metrics", "summary": "Prometheus metrics", "tags": ["ops"],
+                             "security": [], "responses": {"200": {"description": "Prometheus text format",
+                                                                   "content": {"text/plain": {}}}}}},
+    }
+
+
+def create_app(settings: Settings | None = None) -> web.Application:
+    """Build the application; resources with a lifetime open in `cleanup_ctx` and close in reverse."""
+    settings = settings or Settings()
+    material = load_key_material(settings)
+    app = web.Application(
+        middlewares=[middlewares.request_id, middlewares.metrics, middlewares.security_headers,
+                     middlewares.problem_json],
+        client_max_size=settings.max_request_bytes,
+    )
+    app[keys.settings] = settings
+    app[keys.key_material] = material
+    app[keys.passwords] = Passwords(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib,
+                                    parallelism=settings.argon2_parallelism)
+    app[keys.token_issuer] = TokenIssuer(material.jwt, settings.jwt_issuer, settings.jwt_audience,
+                                         settings.access_token_ttl_seconds,
+                                         dt.timedelta(days=settings.refresh_token_ttl_days))
+    app[keys.throttle] = LoginThrottle(settings.rate_limit_storage_url,
+                                       per_account=settings.login_attempts_per_account,
+                                       per_ip=settings.login_attempts_per_ip,
+                                       window_seconds=settings.login_window_seconds)
+    app[keys.metrics] = create_metrics()
+    app[_head_revision] = ScriptDirectory.from_config(alembic_config(settings.resolved_database_url)).get_current_head()
+    app.cleanup_ctx.append(database)
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_endpoint)
+    app.router.add_get("/api/openapi.json", openapi)
+    for router in ROUTERS:
+        router.add_to(app)
+
+    from web import pages  # the web shell sits above every domain; only the composition root wires it
+
+    pages.setup(app)
+    app[_openapi] = build_spec(registered_endpoints(app), title="Telemed API", version=VERSION,
+                               extra_paths=_ops_paths())
+    return app

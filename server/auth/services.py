@@ -1,0 +1,184 @@
+"""Signing in and out, refreshing, and the second factor. Each function runs in the caller's transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.audit import services as audit
+from server.audit.services import AuditContext
+from server.auth import totp
+from server.auth.issuer import TokenIssuer, TokenPair, hash_refresh_token
+from server.auth.models import STAFF_ROLES, AuthSession, RefreshToken, Role, User
+from server.auth.passwords import Passwords
+from server.http.problems import Conflict, Forbidden, ProblemError
+
+
+class LoginFailure(StrEnum):
+    bad_credentials = "bad_credentials"
+    otp_required = "otp_required"
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    tokens: TokenPair | None
+    user: User | None
+    failure: LoginFailure | None = None
+
+
+async def find_user_by_email(session: AsyncSession, email: str) -> User | None:
+    return (await session.scalars(select(User).where(User.email == email.strip().lower()))).one_or_none()
+
+
+async def _start_session(session: AsyncSession, *, issuer: TokenIssuer, user: User, amr: list[str],
+                         now: dt.datetime) -> TokenPair:
+    auth_session = AuthSession(user_id=user.id, amr=" ".join(amr), created_at=now,
+                               expires_at=now + issuer.refresh_ttl)
+    session.add(auth_session)
+    await session.flush()
+    return await _issue_pair(session, issuer=issuer, user=user, auth_session=auth_session, now=now)
+
+
+async def _issue_pair(session: AsyncSession, *, issuer: TokenIssuer, user: User, auth_session: AuthSession,
+                      now: dt.datetime) -> TokenPair:
+    refresh, refresh_hash = issuer.new_refresh_token()
+    session.add(RefreshToken(session_id=auth_session.id, token_hash=refresh_hash, issued_at=now,
+                             expires_at=auth_session.expires_at))
+    access = issuer.access_token(user_id=user.id, session_id=auth_session.id, role=user.role.value,
+                                 amr=auth_session.amr.split(), now=now)
+    return TokenPair(access, refresh, issuer.access_ttl_seconds, auth_session.id)
+
+
+async def login(session: AsyncSession, *, passwords: Passwords, issuer: TokenIssuer, totp_key: bytes,
+                email: str, password: str, otp: str | None, ctx: AuditContext, now: dt.datetime) -> LoginResult:
+    """Check the password (and TOTP where enrolled); on success open a session and mint tokens.
+
+    Every failure looks the same to the caller, whether the account exists or not.
+    """
+    user = await find_user_by_email(session, email)
+    if not passwords.verify(user.password_hash if user else None, password) or user is None or not user.is_active:
+        await audit.record(session, ctx=ctx, action="auth.login", object_type="user",
+                           object_id=user.id if user else None, outcome="failure",
+                           detail={"reason": "bad_credentials"}, now=now)
+        return LoginResult(None, None, LoginFailure.bad_credentials)
+    amr = ["pwd"]
+    if user.totp_enabled_at is not None and user.totp_secret_encrypted is not None:
+        if not otp:
+            return LoginResult(None, user, LoginFailure.otp_required)
+        secret = totp.decrypt_secret(totp_key, user.totp_secret_encrypted, user_id=user.id.bytes)
+        step = totp.matching_step(secret, otp, now=now, last_step=user.totp_last_step)
+        if step is None:
+            await audit.record(session, ctx=ctx, action="auth.login", object_type="user", object_id=user.id,
+                               outcome="failure", detail={"reason": "bad_otp"}, now=now)
+            return LoginResult(None, user, LoginFailure.bad_credentials)
+        user.totp_last_step = step
+        amr.append("otp")
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash(password)
+    user.last_login_at = now
+    tokens = await _start_session(session, issuer=issuer, user=user, amr=amr, now=now)
+    await audit.record(session, ctx=AuditContext(user.id, user.role.value, ctx.request_id, ctx.ip_hash),
+                       action="auth.login", object_type="user", object_id=user.id,
+                       detail={"amr": amr}, now=now)
+    return LoginResult(tokens, user)
+
+
+class RefreshRefused(StrEnum):
+    unknown = "unknown"
+    reused = "reused"
+    ended = "ended"
+
+
+async def refresh(session: AsyncSession, *, issuer: TokenIssuer, refresh_token: str, ctx: AuditContext,
+                  now: dt.datetime) -> TokenPair | RefreshRefused:
+    """Spend a refresh token for a new pair. Spending one twice ends its whole session (RFC 6819 5.2.2.3).
+
+    Refusals are returned, not raised, so the revocation they cause is committed.
+    """
+    token_hash = hash_refresh_token(refresh_token)
+    spent = await session.execute(
+        update(RefreshToken).where(RefreshToken.token_hash == token_hash, RefreshToken.spent_at.is_(None))
+        .values(spent_at=now).returning(RefreshToken.session_id, RefreshToken.expires_at)
+        .execution_options(synchronize_session=False)
+    )
+    row = spent.one_or_none()
+    if row is None:
+        reused = (await session.scalars(select(RefreshToken.session_id)
+                                        .where(RefreshToken.token_hash == token_hash))).one_or_none()
+        if reused is None:
+            return RefreshRefused.unknown
+        auth_session = await session.get(AuthSession, reused)
+        if auth_session is not None and auth_session.revoked_at is None:
+            auth_session.revoked_at, auth_session.revoked_reason = now, "refresh_reuse"
+            user = await session.get(User, auth_session.user_id)
+            await audit.record(session, ctx=AuditContext(user.id if user else None,
+                                                         user.role.value if user else None,
+                                                         ctx.request_id, ctx.ip_hash),
+                               action="auth.refresh_reuse", object_type="auth_session",
+                               object_id=auth_session.id, outcome="failure", now=now)
+        return RefreshRefused.reused
+    session_id, expires_at = row
+    auth_session = await session.get(AuthSession, session_id)
+    user = await session.get(User, auth_session.user_id) if auth_session else None
+    if (auth_session is None or user is None or auth_session.revoked_at is not None or expires_at <= now
+            or not user.is_active):
+        return RefreshRefused.ended
+    return await _issue_pair(session, issuer=issuer, user=user, auth_session=auth_session, now=now)
+
+
+async def logout(session: AsyncSession, *, session_id: uuid.UUID, ctx: AuditContext, now: dt.datetime) -> None:
+    """End the session: its refresh tokens and every access token carrying its id stop working."""
+    auth_session = await session.get(AuthSession, session_id)
+    if auth_session is None or auth_session.revoked_at is not None:
+        return
+    auth_session.revoked_at, auth_session.revoked_reason = now, "logout"
+    await audit.record(session, ctx=ctx, action="auth.logout", object_type="auth_session",
+                       object_id=session_id, now=now)
+
+
+@dataclass(frozen=True)
+class TotpEnrolment:
+    secret: str
+    otpauth_uri: str
+
+
+async def begin_totp(session: AsyncSession, *, user_id: uuid.UUID, totp_key: bytes) -> TotpEnrolment:
+    """Give a staff member a new secret to scan; it counts only once a code from it is confirmed."""
+    user = await session.get(User, user_id)
+    if user is None or user.role not in STAFF_ROLES:
+        raise Forbidden("A second factor is offered to staff accounts", code="mfa_not_available")
+    if user.totp_enabled_at is not None:
+        raise Conflict("A second factor is already set up for this account", code="mfa_already_enabled")
+    secret = totp.new_secret()
+    user.totp_secret_encrypted = totp.encrypt_secret(totp_key, secret, user_id=user.id.bytes)
+    return TotpEnrolment(secret, totp.provisioning_uri(secret, user.email))
+
+
+async def confirm_totp(session: AsyncSession, *, issuer: TokenIssuer, user_id: uuid.UUID, session_id: uuid.UUID,
+                       code: str, totp_key: bytes, ctx: AuditContext, now: dt.datetime) -> str:
+    """Enable the factor on a correct code; the current session now counts as two-factor."""
+    user = await session.get(User, user_id)
+    auth_session = await session.get(AuthSession, session_id)
+    if user is None or auth_session is None or user.totp_secret_encrypted is None:
+        raise Conflict("Start the set-up first", code="mfa_not_started")
+    if user.totp_enabled_at is not None:
+        raise Conflict("A second factor is already set up for this account", code="mfa_already_enabled")
+    secret = totp.decrypt_secret(totp_key, user.totp_secret_encrypted, user_id=user.id.bytes)
+    step = totp.matching_step(secret, code, now=now, last_step=user.totp_last_step)
+    if step is None:
+        raise ProblemError("The code does not match; check the device's clock and try again",
+                           status=422, code="bad_otp", title="Wrong code")
+    user.totp_enabled_at, user.totp_last_step = now, step
+    auth_session.amr = "pwd otp"
+    await audit.record(session, ctx=ctx, action="auth.mfa_enabled", object_type="user", object_id=user.id, now=now)
+    return issuer.access_token(user_id=user.id, session_id=auth_session.id, role=user.role.value,
+                               amr=["pwd", "otp"], now=now)
+
+
+def is_staff(role: Role) -> bool:
+    return role in STAFF_ROLES

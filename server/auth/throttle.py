@@ -1,0 +1,50 @@
+"""Login throttling per account and per client address (moving window, the `limits` package).
+
+Only failures count, so a user who types their password right is never slowed by their own logins;
+the store is memory on one node and Redis when several nodes must share the count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from limits import RateLimitItemPerSecond
+from limits.storage import storage_from_string
+from limits.aio.strategies import MovingWindowRateLimiter
+
+
+def _key(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:32]  # no e-mail or address in the store
+
+
+class LoginThrottle:
+    def __init__(self, storage_url: str, *, per_account: int, per_ip: int, window_seconds: int) -> None:
+        self.storage = storage_from_string(storage_url)
+        self.limiter = MovingWindowRateLimiter(self.storage)
+        self.account_limit = RateLimitItemPerSecond(per_account, window_seconds)
+        self.ip_limit = RateLimitItemPerSecond(per_ip, window_seconds)
+
+    def _pairs(self, account: str, ip: str | None) -> list[tuple[RateLimitItemPerSecond, str, str]]:
+        pairs = [(self.account_limit, "account", _key(account.lower()))]
+        if ip:
+            pairs.append((self.ip_limit, "ip", _key(ip)))
+        return pairs
+
+    async def retry_after(self, account: str, ip: str | None) -> int | None:
+        """Seconds until another attempt is allowed, or None if one is allowed now."""
+        for limit, kind, key in self._pairs(account, ip):
+            if not await self.limiter.test(limit, "login", kind, key):
+                stats = await self.limiter.get_window_stats(limit, "login", kind, key)
+                return max(1, int(stats.reset_time - time.time()) + 1)
+        return None
+
+    async def failed(self, account: str, ip: str | None) -> None:
+        for limit, kind, key in self._pairs(account, ip):
+            await self.limiter.hit(limit, "login", kind, key)
+
+    async def succeeded(self, account: str) -> None:
+        await self.limiter.clear(self.account_limit, "login", "account", _key(account.lower()))
+
+    async def check_storage(self) -> bool:
+        return bool(await self.storage.check())

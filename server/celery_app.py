@@ -1,0 +1,33 @@
+"""The Celery application: slow and scheduled work, on a SQLite broker by default, Redis in production."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from server.settings import Settings
+
+
+def create_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or Settings()
+    settings.ensure_data_dir()
+    app = Celery("telemed", broker=settings.resolved_broker_url, include=["server.audit.tasks"])
+    app.conf.update(
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        timezone="UTC",
+        enable_utc=True,
+        beat_schedule={
+            "audit-checkpoint": {
+                "task": "server.audit.tasks.write_audit_checkpoint",
+                "schedule": float(settings.audit_checkpoint_interval_seconds),
+            },
+        },
+        beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
+    )
+    return app
+
+
+celery_app = create_celery()

@@ -1,0 +1,283 @@
+"""`python -m server` / `telemed`: run, migrate, seed, manage accounts, verify the audit log."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import click
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.settings import Settings
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    settings.ensure_data_dir()
+    return settings
+
+
+def _logging(settings: Settings) -> None:
+    from server.observability import configure_logging
+
+    configure_logging(fmt=settings.resolved_log_format, level=settings.log_level)
+
+
+@click.group()
+def main() -> None:
+    """Telemedicine video consultations: the server's command line."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (default: TELEMED_HOST, 127.0.0.1)")
+@click.option("--port", default=None, type=int, help="Port (default: TELEMED_PORT, 8080)")
+@click.option("--no-worker", is_flag=True, help="Do not start a Celery worker alongside")
+def serve(host: str | None, port: int | None, no_worker: bool) -> None:
+    """Start the web server (API, pages, signaling) and, unless told not to, a Celery worker with beat."""
+    from aiohttp import web
+
+    from server.app import create_app
+
+    settings = _settings()
+    _logging(settings)
+    worker: subprocess.Popen[bytes] | None = None
+    if settings.start_worker and not no_worker:
+        worker = subprocess.Popen([sys.executable, "-m", "server", "worker"], start_new_session=True)  # noqa: S603  # our own module
+    try:
+        web.run_app(create_app(settings), host=host or settings.host, port=port if port is not None else settings.port,
+                    print=click.echo, access_log=None,
+                    shutdown_timeout=10)
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+
+
+@main.command()
+@click.option("--beat/--no-beat", default=True, help="Also run the periodic scheduler (one per deployment)")
+def worker(beat: bool) -> None:
+    """Run a Celery worker (reminders, finalisation, audit checkpoints)."""
+    from server.celery_app import celery_app
+
+    argv = ["worker", "--pool=solo", "--loglevel=INFO", "--without-gossip", "--without-mingle"]
+    if beat:
+        argv.append("--beat")
+    celery_app.worker_main(argv)
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Migrate the database to REVISION (default: the latest)."""
+    from server.db.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.resolved_database_url, revision)
+    click.echo(f"database at {revision}")
+
+
+@db.command("downgrade")
+@click.option("--revision", required=True, help="Target revision, or `base` for an empty schema")
+def db_downgrade(revision: str) -> None:
+    from server.db.migrate import downgrade
+
+    downgrade(_settings().resolved_database_url, revision)
+    click.echo(f"database at {revision}")
+
+
+@db.command("check")
+def db_check() -> None:
+    """Fail if the models differ from what the migrations build."""
+    from server.db.migrate import check
+
+    difference = check(_settings().resolved_database_url)
+    if difference:
+        raise click.ClickException(f"models and migrations differ: {difference}")
+    click.echo("models match migrations")
+
+
+@main.group()
+def demo() -> None:
+    """The demo clinic."""
+
+
+@demo.command("seed")
+@click.option("--if-empty", is_flag=True, help="Do nothing (quietly) when accounts already exist")
+def demo_seed(if_empty: bool) -> None:
+    """Create the demo clinic's accounts and print their logins once."""
+    from server.auth.passwords import Passwords
+    from server.db.runner import run_in_session
+    from server.demo import render_accounts, seed, write_accounts_file
+
+    settings = _settings()
+
+    async def work(session: AsyncSession, s: Settings) -> Any:
+        return await seed(session, s, passwords=Passwords(time_cost=s.argon2_time_cost,
+                                                          memory_kib=s.argon2_memory_kib,
+                                                          parallelism=s.argon2_parallelism))
+
+    accounts = run_in_session(work, settings)
+    if accounts is None:
+        if if_empty:
+            path = settings.data_dir / "demo-accounts.txt"
+            click.echo(f"demo clinic already seeded; logins are in {path}" if path.exists() else
+                       "accounts already exist; not seeding")
+            return
+        raise click.ClickException("accounts already exist; the demo clinic is seeded into an empty database")
+    path = settings.data_dir / "demo-accounts.txt"
+    text = render_accounts(accounts, f"http://{settings.host}:{settings.port}", path)
+    write_accounts_file(path, text)
+    click.echo(text)
+
+
+@demo.command("otp")
+@click.argument("email")
+def demo_otp(email: str) -> None:
+    """Print the current TOTP code of a demo account (development only: stands in for a phone app)."""
+    import pyotp
+
+    from server.auth import totp
+    from server.auth.services import find_user_by_email
+    from server.db.runner import run_in_session
+    from server.keyring import load_key_material
+
+    settings = _settings()
+    if settings.is_production:
+        raise click.ClickException("not available in production")
+
+    async def work(session: AsyncSession, s: Settings) -> str | None:
+        user = await find_user_by_email(session, email)
+        if user is None or user.totp_secret_encrypted is None:
+            return None
+        secret = totp.decrypt_secret(load_key_material(s).derive("totp-secrets"), user.totp_secret_encrypted,
+                                     user_id=user.id.bytes)
+        return pyotp.TOTP(secret).now()
+
+    code = run_in_session(work, settings)
+    if code is None:
+        raise click.ClickException("no such account with a second factor")
+    click.echo(code)
+
+
+@main.group()
+def users() -> None:
+    """Accounts."""
+
+
+@users.command("create")
+@click.option("--role", required=True, type=click.Choice(["physician", "qa_expert", "admin"]))
+@click.option("--email", required=True)
+@click.option("--full-name", required=True)
+@click.option("--specialty")
+@click.option("--licence-number")
+@click.option("--time-zone")
+@click.option("--locale", default="ru", type=click.Choice(["ru", "en"]))
+def users_create(role: str, email: str, full_name: str, specialty: str | None, licence_number: str | None,
+                 time_zone: str | None, locale: str) -> None:
+    """Create a staff account; the password is read from TELEMED_NEW_PASSWORD or asked for."""
+    from pydantic import ValidationError
+
+    from server.audit.services import AuditContext
+    from server.auth.models import Role
+    from server.auth.passwords import Passwords
+    from server.db.base import utcnow
+    from server.db.runner import run_in_session
+    from server.http.problems import ProblemError
+    from server.people import services
+    from server.people.schemas import StaffCreateIn
+
+    password = os.environ.get("TELEMED_NEW_PASSWORD") or getpass.getpass("Password for the new account: ")
+    try:
+        body = StaffCreateIn(role=role, email=email, password=password, full_name=full_name, locale=locale,  # type: ignore[arg-type]
+                             specialty=specialty, licence_number=licence_number, time_zone=time_zone)
+    except ValidationError as exc:
+        raise click.ClickException("; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}"
+                                             for e in exc.errors())) from None
+
+    async def work(session: AsyncSession, s: Settings) -> str:
+        user = await services.create_staff(
+            session, passwords=Passwords(time_cost=s.argon2_time_cost, memory_kib=s.argon2_memory_kib,
+                                         parallelism=s.argon2_parallelism),
+            role=Role(body.role), email=body.email, password=body.password, full_name=body.full_name,
+            locale=body.locale, specialty=body.specialty, licence_number=body.licence_number,
+            time_zone=body.time_zone, ctx=AuditContext(actor_role="cli", request_id="cli"), now=utcnow())
+        return str(user.id)
+
+    try:
+        user_id = run_in_session(work, _settings())
+    except ProblemError as exc:
+        raise click.ClickException(exc.title) from None
+    click.echo(f"created {role} {user_id}")
+
+
+@main.group()
+def audit() -> None:
+    """The audit log."""
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Walk the hash chain and the signed checkpoints; exit 1 naming the first broken entry."""
+    from server.audit import services
+    from server.db.runner import run_in_session
+    from server.keyring import load_key_material
+
+    async def work(session: AsyncSession, s: Settings) -> services.VerifyReport:
+        return await services.verify(session, checkpoints_dir=s.checkpoints_dir,
+                                     public_key=load_key_material(s).audit_public_key)
+
+    report = run_in_session(work, _settings())
+    click.echo(report.summary())
+    if not report.ok:
+        sys.exit(1)
+
+
+@audit.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Sign the chain's current tip now (the worker also does this periodically)."""
+    from server.audit.tasks import _checkpoint
+    from server.db.runner import run_in_session
+
+    path = run_in_session(_checkpoint, _settings())
+    click.echo(f"checkpoint written: {path}" if path else "the audit log is empty; nothing to sign")
+
+
+@main.group()
+def keys() -> None:
+    """Key material."""
+
+
+@keys.command("rotate-jwt")
+def keys_rotate_jwt() -> None:
+    """Start signing with a new JWT key (file-based keys); the old one verifies until its tokens expire."""
+    from server.keyring import rotate_jwt_key
+
+    settings = _settings()
+    if settings.jwt_private_key is not None:
+        raise click.ClickException("the JWT key comes from TELEMED_JWT_PRIVATE_KEY; rotate it there "
+                                   "(move the old public key to TELEMED_JWT_PREVIOUS_PUBLIC_KEYS)")
+    click.echo(f"new signing key {rotate_jwt_key(settings.keys_dir)}; restart the server to use it")
+
+
+@keys.command("generate")
+def keys_generate() -> None:
+    """Print fresh key settings for a production `.env` (keep the output secret)."""
+    import json
+
+    from server.keyring import generate_key_settings
+
+    for name, value in generate_key_settings().items():
+        click.echo(f"{name}={json.dumps(value)}")

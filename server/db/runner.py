@@ -1,0 +1,32 @@
+"""Running one async unit of work from synchronous code (CLI commands, Celery tasks)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.db.engine import create_engine, create_sessionmaker, transaction
+from server.settings import Settings
+
+T = TypeVar("T")
+
+
+def run_in_session(work: Callable[[AsyncSession, Settings], Awaitable[T]], settings: Settings | None = None) -> T:
+    """Run `work` in its own event loop, engine (NullPool) and transaction.
+
+    Callers have no loop of their own; a fresh engine per run means no connection is shared across loops.
+    """
+    settings = settings or Settings()
+
+    async def main() -> T:
+        engine = create_engine(settings.resolved_database_url, null_pool=True)
+        try:
+            async with transaction(create_sessionmaker(engine)) as session:
+                return await work(session, settings)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())

@@ -1,0 +1,16 @@
+"""What a handler needs from the app in one line: a transaction, the clock, the audit context."""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server import keys
+from server.db.engine import transaction
+
+
+def tx(request: web.Request) -> AbstractAsyncContextManager[AsyncSession]:
+    """A transaction on the app's database for this request."""
+    return transaction(request.app[keys.sessions])

@@ -1,0 +1,70 @@
+"""Turning a request's body and query into validated models, or a problem naming the fields."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from server.http.problems import FieldError, MalformedBody, ProblemError, UnsupportedMediaType, ValidationFailed
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class RequestModel(BaseModel):
+    """Base of every request schema: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def field_errors(exc: ValidationError) -> list[FieldError]:
+    errors = []
+    for error in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(part) for part in error["loc"]) or "body"
+        message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
+        errors.append(FieldError(field=field, message=message, type=error["type"]))
+    return errors
+
+
+def validate(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = field_errors(exc)
+        raise ValidationFailed(
+            "; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors
+        ) from None
+
+
+async def parse_json(request: web.Request, model: type[M]) -> M:
+    """The body as `model`: 415 if not JSON, 400 if unparseable, 413 if too big, 422 if invalid."""
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType()
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise ProblemError("The request body is larger than this service accepts", status=413,
+                           code="body_too_large", title="Request body too large") from exc
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedBody(f"The body is not valid JSON: {exc}") from None
+    return validate(model, data)
+
+
+def parse_query(request: web.Request, model: type[M]) -> M:
+    """The query string as `model`; repeated keys keep their last value."""
+    return validate(model, dict(request.query))
+
+
+def path_uuid(request: web.Request, name: str) -> uuid.UUID:
+    """A UUID path parameter; anything else is simply not found (no hint about what exists)."""
+    from server.http.problems import NotFound
+
+    try:
+        return uuid.UUID(request.match_info[name])
+    except ValueError:
+        raise NotFound() from None

@@ -1,0 +1,214 @@
+"""The node's key material: JWT signing keys, the master key and the audit checkpoint key.
+
+Keys come from settings; where a setting is empty (development, tests) they are generated on first run
+into `<data_dir>/keys/` with mode 0600 and reused afterwards. Production refuses generated keys, so a
+deployment can never run on a key nobody chose to keep safe.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from jwt.utils import base64url_encode
+
+from server.settings import Settings
+
+
+class KeyConfigurationError(RuntimeError):
+    """The keys cannot be used as configured (production without configured keys, unreadable key)."""
+
+
+def jwk_thumbprint(public_key: Ed25519PublicKey) -> str:
+    """RFC 7638 thumbprint of an OKP key: a `kid` that anyone holding the public key can recompute."""
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    canonical = '{"crv":"Ed25519","kty":"OKP","x":"%s"}' % base64url_encode(raw).decode()
+    return base64url_encode(hashlib.sha256(canonical.encode()).digest()).decode()
+
+
+@dataclass(frozen=True)
+class VerificationKey:
+    kid: str
+    public_key: Ed25519PublicKey
+    not_after: float | None = None  # epoch seconds after which tokens under this key are refused
+
+
+@dataclass(frozen=True)
+class JwtKeySet:
+    """One key signs; the key set verifies tokens from the current key and recently retired ones."""
+
+    signing_kid: str
+    signing_key: Ed25519PrivateKey
+    verification_keys: dict[str, VerificationKey]
+
+    def verifier(self, kid: str, *, now: float) -> Ed25519PublicKey | None:
+        key = self.verification_keys.get(kid)
+        if key is None or (key.not_after is not None and now > key.not_after):
+            return None
+        return key.public_key
+
+    def jwks(self, *, now: float) -> dict[str, list[dict[str, str]]]:
+        keys = []
+        for key in self.verification_keys.values():
+            if key.not_after is not None and now > key.not_after:
+                continue
+            raw = key.public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+            keys.append({"kty": "OKP", "crv": "Ed25519", "x": base64url_encode(raw).decode(),
+                         "kid": key.kid, "use": "sig", "alg": "EdDSA"})
+        return {"keys": keys}
+
+
+@dataclass(frozen=True)
+class KeyMaterial:
+    jwt: JwtKeySet
+    master_key: bytes
+    master_key_id: str
+    audit_key: Ed25519PrivateKey
+    generated: frozenset[str] = field(default_factory=frozenset)
+
+    def derive(self, purpose: str, length: int = 32) -> bytes:
+        """A sub-key for one purpose (cookie signing, IP hashing, ...), so no key serves two jobs."""
+        return HKDF(algorithm=SHA256(), length=length, salt=None, info=purpose.encode()).derive(
+            self.master_key
+        )
+
+    @property
+    def audit_public_key(self) -> Ed25519PublicKey:
+        return self.audit_key.public_key()
+
+
+def _write_secret(path: Path, data: bytes) -> None:
+    for folder in (path.parent.parent, path.parent) if path.parent.name == "jwt" else (path.parent,):
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def _pem(private_key: Ed25519PrivateKey) -> bytes:
+    return private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _load_ed25519(pem: bytes, what: str) -> Ed25519PrivateKey:
+    key = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyConfigurationError(f"{what} must be an Ed25519 private key in PEM")
+    return key
+
+
+def rotate_jwt_key(keys_dir: Path, *, now: float | None = None) -> str:
+    """Add a new signing key; older keys keep verifying until the tokens they signed have expired."""
+    key = Ed25519PrivateKey.generate()
+    kid = jwk_thumbprint(key.public_key())
+    stamp = int(now if now is not None else time.time())
+    _write_secret(keys_dir / "jwt" / f"{stamp:012d}-{kid}.pem", _pem(key))
+    return kid
+
+
+def _file_jwt_keys(keys_dir: Path, *, grace_seconds: int, now: float) -> tuple[JwtKeySet, bool]:
+    folder = keys_dir / "jwt"
+    generated = False
+    if not folder.is_dir() or not any(folder.glob("*.pem")):
+        rotate_jwt_key(keys_dir, now=now)
+        generated = True
+    files = sorted(folder.glob("*.pem"))
+    verification: dict[str, VerificationKey] = {}
+    for index, path in enumerate(files):
+        key = _load_ed25519(path.read_bytes(), f"JWT key {path.name}")
+        kid = jwk_thumbprint(key.public_key())
+        successor_created = int(files[index + 1].name.split("-", 1)[0]) if index + 1 < len(files) else None
+        not_after = None if successor_created is None else successor_created + grace_seconds
+        if not_after is not None and now > not_after:
+            path.unlink()  # retired long enough that no token it signed can still be valid
+            continue
+        verification[kid] = VerificationKey(kid, key.public_key(), not_after)
+    signing = _load_ed25519(files[-1].read_bytes(), "JWT key")
+    return JwtKeySet(jwk_thumbprint(signing.public_key()), signing, verification), generated
+
+
+def _configured_jwt_keys(settings: Settings) -> JwtKeySet:
+    assert settings.jwt_private_key is not None
+    signing = _load_ed25519(settings.jwt_private_key.get_secret_value().encode(), "TELEMED_JWT_PRIVATE_KEY")
+    kid = jwk_thumbprint(signing.public_key())
+    verification = {kid: VerificationKey(kid, signing.public_key())}
+    for pem in settings.jwt_previous_public_keys:
+        public = serialization.load_pem_public_key(pem.encode())
+        if not isinstance(public, Ed25519PublicKey):
+            raise KeyConfigurationError("TELEMED_JWT_PREVIOUS_PUBLIC_KEYS holds Ed25519 public keys in PEM")
+        verification[jwk_thumbprint(public)] = VerificationKey(jwk_thumbprint(public), public)
+    return JwtKeySet(kid, signing, verification)
+
+
+def _master_key(settings: Settings) -> tuple[bytes, bool]:
+    if settings.master_key is not None:
+        raw = settings.master_key.get_secret_value()
+        generated = False
+    else:
+        path = settings.keys_dir / "master.key"
+        generated = True
+        if not path.exists():
+            _write_secret(path, base64.b64encode(secrets.token_bytes(32)) + b"\n")
+        raw = path.read_text()
+    try:
+        key = base64.b64decode(raw.strip(), validate=True)
+    except ValueError as exc:
+        raise KeyConfigurationError("the master key must be 32 bytes in base64") from exc
+    if len(key) != 32:
+        raise KeyConfigurationError("the master key must be 32 bytes in base64")
+    return key, generated
+
+
+def _audit_key(settings: Settings) -> tuple[Ed25519PrivateKey, bool]:
+    if settings.audit_key is not None:
+        return _load_ed25519(settings.audit_key.get_secret_value().encode(), "TELEMED_AUDIT_KEY"), False
+    path = settings.keys_dir / "audit.pem"
+    if not path.exists():
+        _write_secret(path, _pem(Ed25519PrivateKey.generate()))
+    return _load_ed25519(path.read_bytes(), "audit key"), True
+
+
+def load_key_material(settings: Settings, *, now: float | None = None) -> KeyMaterial:
+    """Load (or, outside production, create) every key this node needs."""
+    now = time.time() if now is None else now
+    settings.ensure_data_dir()
+    if settings.is_production:
+        missing = [name for name, value in (("TELEMED_JWT_PRIVATE_KEY", settings.jwt_private_key),
+                                            ("TELEMED_MASTER_KEY", settings.master_key),
+                                            ("TELEMED_AUDIT_KEY", settings.audit_key)) if value is None]
+        if missing:
+            raise KeyConfigurationError("production refuses generated keys; set " + ", ".join(missing))
+    generated: set[str] = set()
+    if settings.jwt_private_key is not None:
+        jwt_keys = _configured_jwt_keys(settings)
+    else:
+        grace = settings.access_token_ttl_seconds + 60
+        jwt_keys, _ = _file_jwt_keys(settings.keys_dir, grace_seconds=grace, now=now)
+        generated.add("TELEMED_JWT_PRIVATE_KEY")
+    master, master_generated = _master_key(settings)
+    if master_generated:
+        generated.add("TELEMED_MASTER_KEY")
+    audit, audit_generated = _audit_key(settings)
+    if audit_generated:
+        generated.add("TELEMED_AUDIT_KEY")
+    master_id = hashlib.sha256(b"telemed-master-key-id" + master).hexdigest()[:16]
+    return KeyMaterial(jwt_keys, master, master_id, audit, frozenset(generated))
+
+
+def generate_key_settings() -> dict[str, str]:
+    """Fresh values for every key setting, for an operator preparing a production `.env`."""
+    return {
+        "TELEMED_JWT_PRIVATE_KEY": _pem(Ed25519PrivateKey.generate()).decode(),
+        "TELEMED_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "TELEMED_AUDIT_KEY": _pem(Ed25519PrivateKey.generate()).decode(),
+    }

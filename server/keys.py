@@ -1,0 +1,31 @@
+"""Typed keys for everything the app and each request carry (aiohttp `AppKey`s)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from server.auth.issuer import TokenIssuer
+from server.auth.passwords import Passwords
+from server.keyring import KeyMaterial
+from server.settings import Settings
+
+if TYPE_CHECKING:
+    from server.auth.principal import Principal
+    from server.auth.throttle import LoginThrottle
+    from server.observability import Metrics
+
+settings = web.AppKey("settings", Settings)
+key_material = web.AppKey("key_material", KeyMaterial)
+engine = web.AppKey("engine", AsyncEngine)
+sessions = web.AppKey("sessions", async_sessionmaker[AsyncSession])
+passwords = web.AppKey("passwords", Passwords)
+token_issuer = web.AppKey("token_issuer", TokenIssuer)
+throttle: web.AppKey[LoginThrottle] = web.AppKey("throttle")
+metrics: web.AppKey[Metrics] = web.AppKey("metrics")
+
+# Per-request values (request[...]).
+REQUEST_ID = web.RequestKey("request_id", str)
+PRINCIPAL: web.RequestKey[Principal | None] = web.RequestKey("principal")

@@ -1,0 +1,1 @@
+"""Patients, physicians and QA experts: the people behind the accounts."""

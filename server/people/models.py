@@ -1,0 +1,39 @@
+"""What the clinic knows about each kind of person, beyond their account."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from server.db.base import Base, utcnow, uuid_pk
+
+
+class Patient(Base):
+    __tablename__ = "patients"
+
+    id: Mapped[uuid_pk]
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), unique=True)
+    birth_date: Mapped[dt.date]
+    phone: Mapped[str] = mapped_column(String(20))  # E.164
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Physician(Base):
+    __tablename__ = "physicians"
+
+    id: Mapped[uuid_pk]
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), unique=True)
+    specialty: Mapped[str] = mapped_column(String(100))
+    licence_number: Mapped[str] = mapped_column(String(50))
+    time_zone: Mapped[str] = mapped_column(String(64))  # IANA name, e.g. Europe/Moscow
+
+
+class QaExpert(Base):
+    __tablename__ = "qa_experts"
+
+    id: Mapped[uuid_pk]
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), unique=True)
+    specialty: Mapped[str | None] = mapped_column(String(100), default=None)

@@ -1,0 +1,123 @@
+"""Creating accounts and reading profiles."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.audit import services as audit
+from server.audit.services import AuditContext
+from server.auth.models import Role, User
+from server.auth.passwords import Passwords
+from server.http.problems import Conflict, FieldError, NotFound
+from server.people import rules
+from server.people.models import Patient, Physician, QaExpert
+
+
+class EmailTaken(Conflict):
+    code, title = "email_taken", "An account with this e-mail already exists"
+
+    def __init__(self) -> None:
+        super().__init__(errors=[FieldError(field="email", message="already registered", type="email_taken")])
+
+
+async def _add_user(session: AsyncSession, user: User) -> None:
+    exists = (await session.scalars(select(User.id).where(User.email == user.email))).first()
+    if exists is not None:
+        raise EmailTaken()
+    session.add(user)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError:
+        raise EmailTaken() from None
+
+
+async def register_patient(session: AsyncSession, *, passwords: Passwords, email: str, password: str,
+                           full_name: str, birth_date: dt.date, phone: str, locale: str, ctx: AuditContext,
+                           now: dt.datetime) -> tuple[User, Patient]:
+    """A patient signs themself up; the account is usable at once."""
+    user = User(email=email.lower(), password_hash=passwords.hash(password), role=Role.patient,
+                full_name=full_name, locale=locale, created_at=now)
+    await _add_user(session, user)
+    patient = Patient(user_id=user.id, birth_date=birth_date, phone=phone, created_at=now)
+    session.add(patient)
+    await session.flush()
+    await audit.record(session, ctx=AuditContext(user.id, "patient", ctx.request_id, ctx.ip_hash),
+                       action="account.register", object_type="patient", object_id=patient.id,
+                       subject_patient_id=patient.id, now=now)
+    return user, patient
+
+
+async def create_staff(session: AsyncSession, *, passwords: Passwords, role: Role, email: str, password: str,
+                       full_name: str, locale: str = "ru", specialty: str | None = None,
+                       licence_number: str | None = None, time_zone: str | None = None, ctx: AuditContext,
+                       now: dt.datetime) -> User:
+    """An admin (or the CLI) creates a physician, QA expert or admin account."""
+    if role is Role.patient:
+        raise ValueError("patients register themselves")
+    user = User(email=email.lower(), password_hash=passwords.hash(password), role=role, full_name=full_name,
+                locale=locale, created_at=now)
+    await _add_user(session, user)
+    if role is Role.physician:
+        if not (specialty and licence_number and time_zone):
+            raise ValueError("a physician needs specialty, licence number and time zone")
+        session.add(Physician(user_id=user.id, specialty=specialty, licence_number=licence_number,
+                              time_zone=time_zone))
+    elif role is Role.qa_expert:
+        session.add(QaExpert(user_id=user.id, specialty=specialty))
+    await session.flush()
+    await audit.record(session, ctx=ctx, action="account.create", object_type="user", object_id=user.id,
+                       detail={"role": role.value}, now=now)
+    return user
+
+
+@dataclass(frozen=True)
+class Profile:
+    user: User
+    patient: Patient | None
+    physician: Physician | None
+    qa_expert: QaExpert | None
+
+
+async def profile(session: AsyncSession, *, user_id: uuid.UUID) -> Profile:
+    user = await session.get(User, user_id)
+    if user is None:
+        raise NotFound()
+    patient = (await session.scalars(select(Patient).where(Patient.user_id == user_id))).one_or_none()
+    physician = (await session.scalars(select(Physician).where(Physician.user_id == user_id))).one_or_none()
+    expert = (await session.scalars(select(QaExpert).where(QaExpert.user_id == user_id))).one_or_none()
+    return Profile(user, patient, physician, expert)
+
+
+async def read_patient(session: AsyncSession, *, viewer_role: Role, viewer_patient_id: uuid.UUID | None,
+                       patient_id: uuid.UUID, ctx: AuditContext, now: dt.datetime) -> tuple[Patient, User]:
+    """A patient's profile for someone allowed to see it; the read is audited. Others get 404."""
+    if not rules.may_view_patient(viewer_role=viewer_role, viewer_patient_id=viewer_patient_id,
+                                  patient_id=patient_id):
+        raise NotFound()
+    row = (await session.execute(select(Patient, User).join(User, User.id == Patient.user_id)
+                                 .where(Patient.id == patient_id))).one_or_none()
+    if row is None:
+        raise NotFound()
+    await audit.record(session, ctx=ctx, action="patient.read", object_type="patient", object_id=patient_id,
+                       subject_patient_id=patient_id, now=now)
+    return row[0], row[1]
+
+
+async def list_users(session: AsyncSession, *, role: Role | None, limit: int, offset: int) -> list[User]:
+    query = select(User).order_by(User.created_at, User.id).limit(limit).offset(offset)
+    if role is not None:
+        query = query.where(User.role == role)
+    return list((await session.scalars(query)).all())
+
+
+async def list_physicians(session: AsyncSession) -> list[tuple[Physician, User]]:
+    rows = await session.execute(select(Physician, User).join(User, User.id == Physician.user_id)
+                                 .where(User.is_active.is_(True)).order_by(func.lower(User.full_name)))
+    return [(physician, user) for physician, user in rows.all()]

@@ -1,0 +1,1 @@
+"""Physicians' schedules and consultations."""

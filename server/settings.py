@@ -1,0 +1,103 @@
+"""Every setting the service reads, from `TELEMED_*` variables or an optional `.env` file.
+
+One object, built once at start-up and passed down, so tests can run several differently configured
+instances in one process and nothing reads the environment behind the settings' back.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+class Settings(BaseSettings):
+    """Configuration of one node; `.env.example` documents each field."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TELEMED_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    env: Environment = Environment.development
+    data_dir: Path = Path("var")
+    database_url: str | None = None
+    broker_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    public_url: str = "http://127.0.0.1:8080"
+
+    # Keys: from here in production; generated into `<data_dir>/keys` (0600) otherwise.
+    jwt_private_key: SecretStr | None = None
+    jwt_previous_public_keys: list[str] = Field(default_factory=list)
+    master_key: SecretStr | None = None
+    audit_key: SecretStr | None = None
+
+    jwt_issuer: str = "telemed"
+    jwt_audience: str = "telemed-api"
+    access_token_ttl_seconds: int = Field(default=900, ge=30, le=3600)
+    refresh_token_ttl_days: int = Field(default=30, ge=1, le=365)
+
+    # argon2id cost; raising it makes every older hash upgrade at the owner's next login.
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=65536, ge=8)
+    argon2_parallelism: int = Field(default=4, ge=1)
+
+    login_attempts_per_account: int = Field(default=5, ge=1)
+    login_attempts_per_ip: int = Field(default=30, ge=1)
+    login_window_seconds: int = Field(default=900, ge=1)
+    rate_limit_storage_url: str = "async+memory://"
+
+    admin_mfa_required: bool = True
+    default_locale: str = "ru"
+    max_request_bytes: int = Field(default=1_048_576, ge=1024)
+    trust_forwarded_headers: bool = False
+
+    log_format: str | None = None  # "json" or "console"; json in production by default
+    log_level: str = "INFO"
+    audit_checkpoint_interval_seconds: int = Field(default=300, ge=5)
+    start_worker: bool = True
+
+    @field_validator("default_locale")
+    @classmethod
+    def _known_locale(cls, value: str) -> str:
+        if value not in ("ru", "en"):
+            raise ValueError("default_locale must be 'ru' or 'en'")
+        return value
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.production
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'telemed.sqlite3'}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{self.data_dir / 'broker.sqlite3'}"
+
+    def ensure_data_dir(self) -> Path:
+        """Create the data folder private to this user: it holds keys, the SQLite database and recordings."""
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.data_dir.chmod(0o700)
+        return self.data_dir
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.data_dir / "audit-checkpoints"
+
+    @property
+    def resolved_log_format(self) -> str:
+        return self.log_format or ("json" if self.is_production else "console")

@@ -1,0 +1,56 @@
+"""Translations for the pages (Babel catalogues) and choosing the reader's language."""
+
+from __future__ import annotations
+
+import io
+from functools import cache
+from pathlib import Path
+
+from aiohttp import web
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import NullTranslations, Translations
+
+LOCALES = ("ru", "en")
+LANG_COOKIE = "telemed_lang"
+LOCALE_DIR = Path(__file__).parent / "locale"
+
+
+@cache
+def translations(locale: str) -> NullTranslations:
+    """The catalogue for `locale`, compiled from its .po file in memory (no build step to forget)."""
+    po = LOCALE_DIR / locale / "LC_MESSAGES" / "messages.po"
+    if not po.exists():
+        return NullTranslations()  # English is the source language
+    with po.open("rb") as handle:
+        catalog = read_po(handle, locale=locale)
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog)
+    buffer.seek(0)
+    return Translations(buffer)
+
+
+def _from_accept_language(header: str) -> str | None:
+    weighted = []
+    for part in header.split(","):
+        lang, _, params = part.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                quality = 0.0
+        weighted.append((quality, lang.strip().lower()[:2]))
+    for _, lang in sorted(weighted, reverse=True):
+        if lang in LOCALES:
+            return lang
+    return None
+
+
+def choose_locale(request: web.Request, *, account_locale: str | None, default: str) -> str:
+    """The account's language, else the one picked on the page (cookie), else the browser's, else the clinic's."""
+    for candidate in (account_locale, request.cookies.get(LANG_COOKIE),
+                      _from_accept_language(request.headers.get("Accept-Language", ""))):
+        if candidate in LOCALES:
+            return candidate
+    return default
