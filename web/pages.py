@@ -31,10 +31,16 @@ HERE = Path(__file__).parent
 
 
 def _safe_next(target: str | None) -> str:
-    """Only same-site paths, so a crafted link cannot bounce a patient to another site."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return "/"
+    """Only same-site paths, so a crafted link cannot bounce a patient to another site.
+
+    Browsers drop tabs and newlines from URLs and read a backslash as a slash, so a slash, a tab and
+    `/evil.example` would become `//evil.example`: any control character, space or backslash, or a leading
+    `//`, falls back to `/`.
+    """
+    if (not target or not target.startswith("/") or target.startswith("//") or "\\" in target
+            or any(ord(char) < 0x21 or ord(char) == 0x7F for char in target)):
+        return "/"
+    return target
 
 
 async def render(request: web.Request, template: str, context: dict[str, Any], *, status: int = 200) -> web.Response:
@@ -210,7 +216,10 @@ def setup(app: web.Application) -> None:
     env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(HERE / "templates"),
                                autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)
     env.globals.update(WEEKDAYS=WEEKDAYS, static_version=str(int(time.time())), date=dt.date)
-    app.middlewares.append(session.apply_cookies)
+    # Outermost, so cookies also reach the problem documents the error middleware makes of a refusal: a
+    # refresh token rotated before a refusal (say, a failed CSRF check) must not be lost, or the browser
+    # would present the spent one next time and end its own session.
+    app.middlewares.insert(0, session.apply_cookies)
     app.router.add_static("/static/", HERE / "static", name="static", append_version=False)
     app.router.add_get("/", home, name="home")
     app.router.add_get("/login", login_page, name="login")

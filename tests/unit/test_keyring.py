@@ -1,0 +1,90 @@
+"""Keys: generated privately outside production, refused as generated in production, rotated safely."""
+
+from __future__ import annotations
+
+import stat
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from server.auth.tokens import InvalidToken, decode_access_token, issue_access_token
+from server.keyring import KeyConfigurationError, generate_key_settings, load_key_material, rotate_jwt_key
+from server.settings import Settings
+
+
+def _settings(tmp_path: Path, **values: object) -> Settings:
+    return Settings(_env_file=None, data_dir=tmp_path / "var", **values)  # type: ignore[call-arg, arg-type]
+
+
+def test_keyring_generates_private_key_files_once(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    first = load_key_material(settings)
+    files = [p for p in (tmp_path / "var" / "keys").rglob("*") if p.is_file()]
+    assert len(files) == 3
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert stat.S_IMODE((tmp_path / "var").stat().st_mode) == 0o700
+    again = load_key_material(settings)
+    assert again.master_key == first.master_key
+    assert again.jwt.signing_kid == first.jwt.signing_kid
+    assert first.generated == {"TELEMED_JWT_PRIVATE_KEY", "TELEMED_MASTER_KEY", "TELEMED_AUDIT_KEY"}
+
+
+def test_keyring_production_refuses_generated_keys(tmp_path: Path) -> None:
+    with pytest.raises(KeyConfigurationError, match="TELEMED_MASTER_KEY"):
+        load_key_material(_settings(tmp_path, env="production"))
+    assert not (tmp_path / "var" / "keys").exists()  # nothing generated on the way to refusing
+
+
+def test_keyring_production_accepts_configured_keys(tmp_path: Path) -> None:
+    configured = generate_key_settings()
+    settings = _settings(tmp_path, env="production", jwt_private_key=configured["TELEMED_JWT_PRIVATE_KEY"],
+                         master_key=configured["TELEMED_MASTER_KEY"], audit_key=configured["TELEMED_AUDIT_KEY"])
+    material = load_key_material(settings)
+    assert material.generated == frozenset()
+    assert not (tmp_path / "var" / "keys").exists()
+
+
+def test_keyring_rejects_a_short_master_key(tmp_path: Path) -> None:
+    with pytest.raises(KeyConfigurationError, match="32 bytes"):
+        load_key_material(_settings(tmp_path, master_key="c2hvcnQ="))
+
+
+def test_keyring_derived_keys_differ_by_purpose(tmp_path: Path) -> None:
+    material = load_key_material(_settings(tmp_path))
+    assert material.derive("a") != material.derive("b")
+    assert material.derive("a") == material.derive("a")
+
+
+def _token(keys: object, now: float) -> str:
+    token, _ = issue_access_token(keys, user_id=uuid.uuid4(), session_id=uuid.uuid4(), role="patient",  # type: ignore[arg-type]
+                                  amr=["pwd"], issuer="i", audience="a", ttl_seconds=900, now=now)
+    return token
+
+
+def test_keyring_rotation_keeps_old_tokens_valid_until_they_expire(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    now = time.time()
+    before = load_key_material(settings, now=now - 600)  # the first key, made ten minutes ago
+    old_token = _token(before.jwt, now - 600)
+    rotate_jwt_key(settings.keys_dir, now=now - 60)  # rotated a minute ago
+    after = load_key_material(settings, now=now)
+    assert after.jwt.signing_kid != before.jwt.signing_kid
+    decode_access_token(old_token, keys=after.jwt, issuer="i", audience="a", now=now)
+    decode_access_token(_token(after.jwt, now), keys=after.jwt, issuer="i", audience="a", now=now)
+    # Past the grace period (access TTL + a minute) the retired key is gone.
+    much_later = now + settings.access_token_ttl_seconds + 120
+    later = load_key_material(settings, now=much_later)
+    assert before.jwt.signing_kid not in later.jwt.verification_keys
+    with pytest.raises(InvalidToken, match="key id"):
+        decode_access_token(old_token, keys=later.jwt, issuer="i", audience="a", now=much_later)
+    assert len(list((settings.keys_dir / "jwt").glob("*.pem"))) == 1
+
+
+def test_keyring_jwks_publishes_only_live_public_keys(tmp_path: Path) -> None:
+    material = load_key_material(_settings(tmp_path))
+    jwks = material.jwt.jwks(now=time.time())
+    assert [k["kid"] for k in jwks["keys"]] == [material.jwt.signing_kid]
+    assert set(jwks["keys"][0]) == {"kty", "crv", "x", "kid", "use", "alg"}  # no private part "d"
