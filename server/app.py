@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -32,7 +33,7 @@ log = structlog.get_logger("telemed.app")
 VERSION = "0.1.0"
 ROUTERS = (auth_api.router, people_api.router, audit_api.router)
 _head_revision = web.AppKey("head_revision", str)
-_openapi = web.AppKey("openapi", dict)
+_openapi: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 
 
 async def database(app: web.Application) -> AsyncIterator[None]:
@@ -107,7 +108,8 @@ def create_app(settings: Settings | None = None) -> web.Application:
                                        per_ip=settings.login_attempts_per_ip,
                                        window_seconds=settings.login_window_seconds)
     app[keys.metrics] = create_metrics()
-    app[_head_revision] = ScriptDirectory.from_config(alembic_config(settings.resolved_database_url)).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config(settings.resolved_database_url)).get_current_head()
+    app[_head_revision] = head or ""
     app.cleanup_ctx.append(database)
 
     app.router.add_get("/healthz", healthz)

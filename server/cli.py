@@ -46,7 +46,7 @@ def serve(host: str | None, port: int | None, no_worker: bool) -> None:
     _logging(settings)
     worker: subprocess.Popen[bytes] | None = None
     if settings.start_worker and not no_worker:
-        worker = subprocess.Popen([sys.executable, "-m", "server", "worker"], start_new_session=True)  # noqa: S603  # our own module
+        worker = subprocess.Popen([sys.executable, "-m", "server", "worker"], start_new_session=True)
     try:
         web.run_app(create_app(settings), host=host or settings.host, port=port if port is not None else settings.port,
                     print=click.echo, access_log=None,
@@ -195,17 +195,18 @@ def users_create(role: str, email: str, full_name: str, specialty: str | None, l
     from server.auth.passwords import Passwords
     from server.db.base import utcnow
     from server.db.runner import run_in_session
+    from server.http.parsing import field_errors
     from server.http.problems import ProblemError
     from server.people import services
     from server.people.schemas import StaffCreateIn
 
     password = os.environ.get("TELEMED_NEW_PASSWORD") or getpass.getpass("Password for the new account: ")
     try:
-        body = StaffCreateIn(role=role, email=email, password=password, full_name=full_name, locale=locale,  # type: ignore[arg-type]
-                             specialty=specialty, licence_number=licence_number, time_zone=time_zone)
+        body = StaffCreateIn.model_validate({
+            "role": role, "email": email, "password": password, "full_name": full_name, "locale": locale,
+            "specialty": specialty, "licence_number": licence_number, "time_zone": time_zone})
     except ValidationError as exc:
-        raise click.ClickException("; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}"
-                                             for e in exc.errors())) from None
+        raise click.ClickException("; ".join(f"{e.field}: {e.message}" for e in field_errors(exc))) from None
 
     async def work(session: AsyncSession, s: Settings) -> str:
         user = await services.create_staff(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import secrets
 import time
@@ -31,7 +32,8 @@ class KeyConfigurationError(RuntimeError):
 def jwk_thumbprint(public_key: Ed25519PublicKey) -> str:
     """RFC 7638 thumbprint of an OKP key: a `kid` that anyone holding the public key can recompute."""
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    canonical = '{"crv":"Ed25519","kty":"OKP","x":"%s"}' % base64url_encode(raw).decode()
+    members = {"crv": "Ed25519", "kty": "OKP", "x": base64url_encode(raw).decode()}
+    canonical = json.dumps(members, sort_keys=True, separators=(",", ":"))  # RFC 7638: required members only
     return base64url_encode(hashlib.sha256(canonical.encode()).digest()).decode()
 
 
@@ -137,13 +139,12 @@ def _file_jwt_keys(keys_dir: Path, *, grace_seconds: int, now: float) -> tuple[J
     return JwtKeySet(jwk_thumbprint(signing.public_key()), signing, verification), generated
 
 
-def _configured_jwt_keys(settings: Settings) -> JwtKeySet:
-    assert settings.jwt_private_key is not None
-    signing = _load_ed25519(settings.jwt_private_key.get_secret_value().encode(), "TELEMED_JWT_PRIVATE_KEY")
+def _configured_jwt_keys(pem: str, previous: list[str]) -> JwtKeySet:
+    signing = _load_ed25519(pem.encode(), "TELEMED_JWT_PRIVATE_KEY")
     kid = jwk_thumbprint(signing.public_key())
     verification = {kid: VerificationKey(kid, signing.public_key())}
-    for pem in settings.jwt_previous_public_keys:
-        public = serialization.load_pem_public_key(pem.encode())
+    for old in previous:
+        public = serialization.load_pem_public_key(old.encode())
         if not isinstance(public, Ed25519PublicKey):
             raise KeyConfigurationError("TELEMED_JWT_PREVIOUS_PUBLIC_KEYS holds Ed25519 public keys in PEM")
         verification[jwk_thumbprint(public)] = VerificationKey(jwk_thumbprint(public), public)
@@ -190,7 +191,8 @@ def load_key_material(settings: Settings, *, now: float | None = None) -> KeyMat
             raise KeyConfigurationError("production refuses generated keys; set " + ", ".join(missing))
     generated: set[str] = set()
     if settings.jwt_private_key is not None:
-        jwt_keys = _configured_jwt_keys(settings)
+        jwt_keys = _configured_jwt_keys(settings.jwt_private_key.get_secret_value(),
+                                        settings.jwt_previous_public_keys)
     else:
         grace = settings.access_token_ttl_seconds + 60
         jwt_keys, _ = _file_jwt_keys(settings.keys_dir, grace_seconds=grace, now=now)

@@ -40,26 +40,47 @@ def redact_phi(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> M
     return event
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]  # typeshed's generic is over-narrow
+    """Writes to whatever `sys.stderr` is now (test runners and daemons swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]  # a live lookup instead of the stream captured at creation
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def configure_logging(*, fmt: str = "console", level: str = "INFO") -> None:
-    """Structured logs to stderr: JSON for machines in production, readable in development."""
+    """Structured logs to stderr: JSON for machines in production, readable in development.
+
+    Everything, ours and libraries', goes through the standard library's logging, so one redaction step
+    sees every event and a failing log write is reported by logging instead of failing the request.
+    """
     renderer: Any = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(
         colors=False)
-    shared = [
+    shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_phi,
     ]
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=False,
     )
-    # Route the standard library's loggers (aiohttp, alembic, celery) through the same redaction.
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        processor=renderer, foreign_pre_chain=[*shared[1:]],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info, renderer],
+        foreign_pre_chain=shared,
     ))
     root = logging.getLogger()
     root.handlers[:] = [handler]

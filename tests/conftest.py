@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +69,8 @@ def app(settings: Settings) -> web.Application:
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, app: web.Application) -> AsyncIterator[TestClient]:
-    yield await aiohttp_client(app)
+async def client(aiohttp_client: Any, app: web.Application) -> TestClient:
+    return await aiohttp_client(app)  # type: ignore[no-any-return]
 
 
 @pytest.fixture

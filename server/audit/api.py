@@ -8,6 +8,7 @@ from server.audit import schemas, services
 from server.auth.models import Role
 from server.auth.principal import authenticate
 from server.http.context import tx
+from server.http.problems import NotFound
 from server.http.responses import json_response
 from server.http.routing import ApiRouter
 
@@ -18,7 +19,8 @@ router = ApiRouter("audit")
               query=schemas.AccessLogQuery, response=schemas.AccessLogOut, roles=[Role.patient])
 async def my_access_log(request: web.Request, query: schemas.AccessLogQuery) -> web.Response:
     principal = await authenticate(request)
-    assert principal.patient_id is not None  # every patient account has a patient row
+    if principal.patient_id is None:  # every patient account has a patient row; be safe anyway
+        raise NotFound()
     async with tx(request) as session:
         rows = await services.access_log(session, patient_id=principal.patient_id,
                                          patient_user_id=principal.user_id, limit=query.limit,

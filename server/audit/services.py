@@ -113,7 +113,7 @@ async def verify(session: AsyncSession, *, checkpoints_dir: Path, public_key: Ed
     broken: rules.ChainBreak | None = None
     result = await session.stream(select(*_COLUMNS).order_by(AuditEntry.seq).execution_options(yield_per=2000))
     async for row in result.mappings():
-        broken = walker.feed(row)
+        broken = walker.feed(dict(row))
         if broken is not None:
             break
     await result.close()

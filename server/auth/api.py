@@ -48,11 +48,9 @@ async def sign_in(request: web.Request, *, email: str, password: str, otp: str |
               body=schemas.LoginIn, response=schemas.TokenOut, public=True, errors=(401, 429))
 async def login(request: web.Request, body: schemas.LoginIn) -> web.Response:
     """Bad credentials answer the same whether or not the account exists; failures are throttled."""
-    result = await sign_in(request, email=body.email, password=body.password, otp=body.otp)
-    assert result.tokens is not None
-    return json_response(schemas.TokenOut(access_token=result.tokens.access_token,
-                                          refresh_token=result.tokens.refresh_token,
-                                          expires_in=result.tokens.expires_in))
+    tokens = (await sign_in(request, email=body.email, password=body.password, otp=body.otp)).pair
+    return json_response(schemas.TokenOut(access_token=tokens.access_token, refresh_token=tokens.refresh_token,
+                                          expires_in=tokens.expires_in))
 
 
 @router.route("POST", "/api/v1/auth/refresh", summary="Exchange a refresh token for a new pair",
@@ -60,8 +58,8 @@ async def login(request: web.Request, body: schemas.LoginIn) -> web.Response:
 async def refresh(request: web.Request, body: schemas.RefreshIn) -> web.Response:
     """Each refresh token works once; presenting a spent one ends the whole session."""
     async with tx(request) as session:
-        result = await services.refresh(session, issuer=request.app[keys.token_issuer], refresh_token=body.refresh_token,
-                                        ctx=audit_context(request), now=utcnow())
+        result = await services.refresh(session, issuer=request.app[keys.token_issuer],
+                                        refresh_token=body.refresh_token, ctx=audit_context(request), now=utcnow())
     if isinstance(result, services.RefreshRefused):
         raise Unauthorized("The refresh token is not valid", code="invalid_refresh_token")
     return json_response(schemas.TokenOut(access_token=result.access_token, refresh_token=result.refresh_token,

@@ -22,13 +22,13 @@ class RefreshIn(RequestModel):
 class TokenOut(BaseModel):
     access_token: str
     refresh_token: str
-    token_type: Literal["Bearer"] = "Bearer"
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105  # the scheme's name, not a secret
     expires_in: int = Field(description="Seconds until the access token expires")
 
 
 class AccessTokenOut(BaseModel):
     access_token: str
-    token_type: Literal["Bearer"] = "Bearer"
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105  # the scheme's name, not a secret
     expires_in: int
 
 

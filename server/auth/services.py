@@ -30,6 +30,13 @@ class LoginResult:
     user: User | None
     failure: LoginFailure | None = None
 
+    @property
+    def pair(self) -> TokenPair:
+        """The tokens of a successful sign-in."""
+        if self.tokens is None:
+            raise ValueError(f"sign-in failed: {self.failure}")
+        return self.tokens
+
 
 async def find_user_by_email(session: AsyncSession, email: str) -> User | None:
     return (await session.scalars(select(User).where(User.email == email.strip().lower()))).one_or_none()

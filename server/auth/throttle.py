@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import time
+from typing import cast
 
 from limits import RateLimitItemPerSecond
-from limits.storage import storage_from_string
+from limits.aio.storage import Storage as AsyncStorage
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
 
 
 def _key(value: str) -> str:
@@ -20,7 +22,9 @@ def _key(value: str) -> str:
 
 class LoginThrottle:
     def __init__(self, storage_url: str, *, per_account: int, per_ip: int, window_seconds: int) -> None:
-        self.storage = storage_from_string(storage_url)
+        self.storage = cast(AsyncStorage, storage_from_string(storage_url))  # an async+ URL gives an async store
+        if not isinstance(self.storage, AsyncStorage):
+            raise ValueError("the rate limit store must be an async one (async+memory://, async+redis://...)")
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.account_limit = RateLimitItemPerSecond(per_account, window_seconds)
         self.ip_limit = RateLimitItemPerSecond(per_ip, window_seconds)

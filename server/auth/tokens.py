@@ -11,7 +11,7 @@ import jwt
 from server.keyring import JwtKeySet
 
 ALGORITHM = "EdDSA"
-TOKEN_TYPE = "at+jwt"
+TOKEN_TYPE = "at+jwt"  # noqa: S105  # RFC 9068 media type, not a secret
 REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "sub", "jti", "sid", "role"]
 
 

@@ -54,9 +54,9 @@ async def problem_json(request: web.Request, handler: Handler) -> web.StreamResp
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        error = ProblemError(exc.text if exc.status != 404 else None, status=exc.status,
-                             code=_HTTP_CODES.get(exc.status, f"http_{exc.status}"), title=exc.reason)
-        response = _problem_response(request, error)
+        problem = ProblemError(exc.text if exc.status != 404 else None, status=exc.status,
+                               code=_HTTP_CODES.get(exc.status, f"http_{exc.status}"), title=exc.reason)
+        response = _problem_response(request, problem)
         if exc.status == 405 and "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
         return response

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from server.http.problems import Problem
 from server.http.routing import Endpoint
@@ -22,7 +22,8 @@ def build_spec(endpoints: list[Endpoint], *, title: str, version: str, extra_pat
         for model in (endpoint.body, endpoint.response, endpoint.query):
             if model is not None:
                 models[model] = None
-    keyed = [(model, "validation") for model in models] + [(model, "serialization") for model in models]
+    keyed: list[tuple[type[BaseModel], JsonSchemaMode]] = [(model, "validation") for model in models]
+    keyed += [(model, "serialization") for model in models]
     refs, defs = models_json_schema(keyed, ref_template="#/components/schemas/{model}")
     schemas = defs.get("$defs", {})
 

@@ -67,14 +67,14 @@ class ApiRouter:
         for endpoint in self.endpoints:
             app.router.add_route(endpoint.method, endpoint.path, _guarded(endpoint),
                                  name=f"{self.tag}.{endpoint.handler.__name__}")
-        app.setdefault(_ENDPOINTS, []).extend(self.endpoints)  # type: ignore[arg-type]
+        app.setdefault(_ENDPOINTS, []).extend(self.endpoints)
 
 
-_ENDPOINTS = web.AppKey("api_endpoints", list)
+_ENDPOINTS: web.AppKey[list[Endpoint]] = web.AppKey("api_endpoints")
 
 
 def registered_endpoints(app: web.Application) -> list[Endpoint]:
-    return list(app.get(_ENDPOINTS, []))
+    return list(app[_ENDPOINTS]) if _ENDPOINTS in app else []
 
 
 def _guarded(endpoint: Endpoint) -> Handler:

@@ -10,6 +10,7 @@ from server.auth.principal import audit_context, authenticate
 from server.db.base import utcnow
 from server.http.context import tx
 from server.http.parsing import path_uuid
+from server.http.problems import NotFound
 from server.http.responses import json_response
 from server.http.routing import ApiRouter
 from server.people import schemas, services
@@ -94,7 +95,8 @@ async def my_physician_profile(request: web.Request) -> web.Response:
     async with tx(request) as session:
         found = await services.profile(session, user_id=principal.user_id)
     physician = found.physician
-    assert physician is not None  # the role guarantees a physician row
+    if physician is None:  # the role guarantees a physician row; never fail open
+        raise NotFound()
     return json_response(schemas.PhysicianOut(id=physician.id, full_name=found.user.full_name,
                                               specialty=physician.specialty,
                                               licence_number=physician.licence_number,

@@ -128,7 +128,8 @@ async def test_audit_forged_checkpoint_file_is_reported(chain: web.Application, 
     path.write_text(path.read_text().replace('"seq": 6', '"seq": 5'))
     report = await _verify(chain, settings)
     assert not report.ok
-    assert report.problems and "wrongly signed" in report.problems[0]
+    assert report.problems
+    assert "wrongly signed" in report.problems[0]
 
 
 async def test_audit_concurrent_appends_stay_one_chain(chain: web.Application, settings: Settings) -> None:
@@ -142,10 +143,13 @@ async def test_audit_entry_written_with_the_change_or_not_at_all(client: TestCli
     """A failed transaction leaves neither the change nor its audit entry."""
     async with app[keys.sessions]() as session:
         before = await session.scalar(select(func.count()).select_from(AuditEntry))
-    with pytest.raises(RuntimeError):
+    async def failing_change() -> None:
         async with transaction(app[keys.sessions]) as session:
             await services.record(session, ctx=AuditContext(actor_role="test"), action="x", object_type="y")
             raise RuntimeError("the change failed")
+
+    with pytest.raises(RuntimeError):
+        await failing_change()
     async with app[keys.sessions]() as session:
         assert await session.scalar(select(func.count()).select_from(AuditEntry)) == before
         assert await session.scalar(select(AuditHead.seq)) == before

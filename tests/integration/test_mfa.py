@@ -11,8 +11,8 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from server import keys
-from server.auth.models import Role, User
 from server.app import create_app
+from server.auth.models import Role, User
 from server.db.engine import transaction
 from tests.conftest import make_settings
 from tests.factories import PASSWORD, create_staff, register_patient

@@ -90,7 +90,8 @@ async def test_token_wrong_issuer_is_refused(client: TestClient, app: web.Applic
 
 async def test_token_unknown_kid_is_refused(client: TestClient, app: web.Application, patient: Account) -> None:
     stranger = Ed25519PrivateKey.generate()
-    token = jwt.encode(_claims(app, patient), stranger, algorithm="EdDSA", headers={"kid": "someone-else", "typ": "at+jwt"})
+    token = jwt.encode(_claims(app, patient), stranger, algorithm="EdDSA",
+                       headers={"kid": "someone-else", "typ": "at+jwt"})
     assert await _status(client, token) == 401
 
 

@@ -16,7 +16,8 @@ def make_chain(actions: list[str]) -> list[dict[str, Any]]:
     chain, prev = [], GENESIS_HASH
     for seq, action in enumerate(actions, start=1):
         entry: dict[str, Any] = {
-            "seq": seq, "at": dt.datetime(2026, 11, 22, 10, 0, seq % 60, tzinfo=dt.UTC), "actor_user_id": uuid.UUID(int=seq),
+            "seq": seq, "at": dt.datetime(2026, 11, 22, 10, 0, seq % 60, tzinfo=dt.UTC),
+            "actor_user_id": uuid.UUID(int=seq),
             "actor_role": "physician", "action": action, "object_type": "record", "object_id": str(seq),
             "subject_patient_id": None, "outcome": "success", "request_id": None, "ip_hash": None,
             "detail": {"n": seq}, "prev_hash": prev,
