@@ -98,8 +98,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     )
     app[keys.settings] = settings
     app[keys.key_material] = material
-    app[keys.passwords] = Passwords(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib,
-                                    parallelism=settings.argon2_parallelism)
+    app[keys.passwords] = Passwords.from_settings(settings)
     app[keys.token_issuer] = TokenIssuer(material.jwt, settings.jwt_issuer, settings.jwt_audience,
                                          settings.access_token_ttl_seconds,
                                          dt.timedelta(days=settings.refresh_token_ttl_days))

@@ -125,9 +125,7 @@ def demo_seed(if_empty: bool) -> None:
     settings = _settings()
 
     async def work(session: AsyncSession, s: Settings) -> Any:
-        return await seed(session, s, passwords=Passwords(time_cost=s.argon2_time_cost,
-                                                          memory_kib=s.argon2_memory_kib,
-                                                          parallelism=s.argon2_parallelism))
+        return await seed(session, s, passwords=Passwords.from_settings(s))
 
     accounts = run_in_session(work, settings)
     if accounts is None:
@@ -210,8 +208,7 @@ def users_create(role: str, email: str, full_name: str, specialty: str | None, l
 
     async def work(session: AsyncSession, s: Settings) -> str:
         user = await services.create_staff(
-            session, passwords=Passwords(time_cost=s.argon2_time_cost, memory_kib=s.argon2_memory_kib,
-                                         parallelism=s.argon2_parallelism),
+            session, passwords=Passwords.from_settings(s),
             role=Role(body.role), email=body.email, password=body.password, full_name=body.full_name,
             locale=body.locale, specialty=body.specialty, licence_number=body.licence_number,
             time_zone=body.time_zone, ctx=AuditContext(actor_role="cli", request_id="cli"), now=utcnow())

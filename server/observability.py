@@ -40,13 +40,13 @@ def redact_phi(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> M
     return event
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]  # typeshed's generic is over-narrow
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]  # generic in typeshed only
     """Writes to whatever `sys.stderr` is now (test runners and daemons swap it)."""
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
 
-    @property  # type: ignore[override]  # a live lookup instead of the stream captured at creation
+    @property  # a live lookup instead of the stream captured at creation
     def stream(self) -> Any:
         return sys.stderr
 

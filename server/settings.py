@@ -65,6 +65,13 @@ class Settings(BaseSettings):
     audit_checkpoint_interval_seconds: int = Field(default=300, ge=5)
     start_worker: bool = True
 
+    @field_validator("database_url", "broker_url", "jwt_private_key", "master_key", "audit_key", "log_format",
+                     mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """`KEY=` in a .env (as in .env.example) means "not set", not "set to nothing"."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("default_locale")
     @classmethod
     def _known_locale(cls, value: str) -> str:

@@ -5,12 +5,19 @@ from __future__ import annotations
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from server.settings import Settings
+
 
 class Passwords:
     def __init__(self, *, time_cost: int, memory_kib: int, parallelism: int) -> None:
         self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
         # Verifying against this when the account does not exist keeps the answer's timing the same.
         self._dummy = self._hasher.hash("no such account")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Passwords:
+        return cls(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib,
+                   parallelism=settings.argon2_parallelism)
 
     def hash(self, password: str) -> str:
         return self._hasher.hash(password)

@@ -74,7 +74,10 @@ _ENDPOINTS: web.AppKey[list[Endpoint]] = web.AppKey("api_endpoints")
 
 
 def registered_endpoints(app: web.Application) -> list[Endpoint]:
-    return list(app[_ENDPOINTS]) if _ENDPOINTS in app else []
+    if _ENDPOINTS not in app:
+        return []
+    endpoints: list[Endpoint] = app[_ENDPOINTS]
+    return list(endpoints)
 
 
 def _guarded(endpoint: Endpoint) -> Handler:

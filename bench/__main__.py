@@ -1,0 +1,125 @@
+"""`python -m bench`: the foundation's hot paths, measured on this machine.
+
+Prints operations per second and per-operation times for: access-token verification (every API
+request), audit appends (every access to health data), a full authenticated API request, and a
+sign-in (dominated by argon2id at production cost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from server import keys
+from server.app import create_app
+from server.audit import services as audit
+from server.audit.services import AuditContext
+from server.auth.tokens import decode_access_token, issue_access_token
+from server.db.engine import transaction
+from server.db.migrate import upgrade
+from server.keyring import load_key_material
+from server.observability import configure_logging
+from server.settings import Settings
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.machine()}, {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+
+
+def rate(label: str, count: int, seconds: float) -> None:
+    print(f"{label:<48} {count / seconds:>12,.0f} /s   {seconds / count * 1e6:>10,.1f} µs each")
+
+
+def bench_tokens(settings: Settings) -> None:
+    material = load_key_material(settings)
+    now = time.time()
+    token, _ = issue_access_token(material.jwt, user_id=uuid.uuid4(), session_id=uuid.uuid4(), role="patient",
+                                  amr=["pwd"], issuer="telemed", audience="telemed-api", ttl_seconds=900, now=now)
+    n = 5000
+    started = time.perf_counter()
+    for _ in range(n):
+        decode_access_token(token, keys=material.jwt, issuer="telemed", audience="telemed-api", now=now)
+    rate("access token verification (EdDSA)", n, time.perf_counter() - started)
+    started = time.perf_counter()
+    for _ in range(n):
+        issue_access_token(material.jwt, user_id=uuid.uuid4(), session_id=uuid.uuid4(), role="patient", amr=["pwd"],
+                           issuer="telemed", audience="telemed-api", ttl_seconds=900, now=now)
+    rate("access token issue (EdDSA)", n, time.perf_counter() - started)
+
+
+async def bench_app(settings: Settings) -> None:
+    app = create_app(settings)
+    async with TestClient(TestServer(app)) as client:
+        ctx = AuditContext(actor_role="bench")
+        n = 2000
+        started = time.perf_counter()
+        async with transaction(app[keys.sessions]) as session:
+            for index in range(n):
+                await audit.record(session, ctx=ctx, action="bench.read", object_type="record", object_id=str(index))
+        rate("audit append, one transaction (SQLite)", n, time.perf_counter() - started)
+        n = 300
+        started = time.perf_counter()
+        for index in range(n):
+            async with transaction(app[keys.sessions]) as session:
+                await audit.record(session, ctx=ctx, action="bench.read", object_type="record", object_id=str(index))
+        rate("audit append, own transaction each (SQLite)", n, time.perf_counter() - started)
+        started = time.perf_counter()
+        async with transaction(app[keys.sessions]) as session:
+            report = await audit.verify(session, checkpoints_dir=settings.checkpoints_dir,
+                                        public_key=app[keys.key_material].audit_public_key)
+        assert report.ok
+        rate("audit chain verification", report.entries, time.perf_counter() - started)
+
+        password = "benchmark password"
+        await client.post("/api/v1/auth/register", json={
+            "email": "bench@example.org", "password": password, "full_name": "Bench", "birth_date": "1970-01-01",
+            "phone": "+79160000000"})
+        times = []
+        for _ in range(10):
+            started = time.perf_counter()
+            response = await client.post("/api/v1/auth/login", json={"email": "bench@example.org",
+                                                                     "password": password})
+            times.append(time.perf_counter() - started)
+            assert response.status == 200
+        token = (await response.json())["access_token"]
+        print(f"{'sign-in at production argon2id cost (median)':<48} {statistics.median(times) * 1000:>12.1f} ms")
+        n = 500
+        headers = {"Authorization": f"Bearer {token}"}
+        started = time.perf_counter()
+        for _ in range(n):
+            me = await client.get("/api/v1/me", headers=headers)
+            assert me.status == 200
+            await me.read()
+        rate("GET /api/v1/me, sequential, in-process client", n, time.perf_counter() - started)
+
+
+def main() -> None:
+    configure_logging(fmt="console", level="WARNING")
+    print(f"machine: {machine()}")
+    with tempfile.TemporaryDirectory() as folder:
+        url = f"sqlite+aiosqlite:///{folder}/bench.sqlite3"
+        upgrade(url)
+        settings = Settings(_env_file=None, data_dir=Path(folder) / "var", database_url=url,  # type: ignore[call-arg]
+                            log_level="WARNING", start_worker=False)
+        bench_tokens(settings)
+        asyncio.run(bench_app(settings))
+
+
+if __name__ == "__main__":
+    main()
