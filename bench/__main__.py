@@ -86,7 +86,7 @@ async def bench_app(settings: Settings) -> None:
         assert report.ok
         rate("audit chain verification", report.entries, time.perf_counter() - started)
 
-        password = "benchmark password"
+        password = "benchmark password"  # noqa: S105  # a throw-away account in a temporary database
         await client.post("/api/v1/auth/register", json={
             "email": "bench@example.org", "password": password, "full_name": "Bench", "birth_date": "1970-01-01",
             "phone": "+79160000000"})

@@ -16,6 +16,11 @@ LANG_COOKIE = "telemed_lang"
 LOCALE_DIR = Path(__file__).parent / "locale"
 
 
+def N_(message: str) -> str:  # `N_`: a name pybabel extracts by default
+    """Mark a message for the catalogue where it is defined; it is translated later, where it is shown."""
+    return message
+
+
 @cache
 def translations(locale: str) -> NullTranslations:
     """The catalogue for `locale`, compiled from its .po file in memory (no build step to forget)."""

@@ -94,7 +94,8 @@ async def login_page(request: web.Request) -> web.Response:
 async def login_submit(request: web.Request) -> web.Response:
     form = await _form(request)
     email, password, otp = form.get("email", "").strip(), form.get("password", ""), form.get("otp", "").strip()
-    context = {"email": email, "ask_otp": bool(otp), "next": _safe_next(form.get("next"))}
+    target = _safe_next(form.get("next"))
+    context: dict[str, Any] = {"email": email, "ask_otp": bool(otp), "next": target}
     try:
         result = await sign_in(request, email=email, password=password, otp=otp or None)
     except ProblemError as problem:
@@ -102,9 +103,8 @@ async def login_submit(request: web.Request) -> web.Response:
             return await render(request, "login.html", {**context, "ask_otp": True, "error": None}, status=401)
         error = "too_many" if problem.status == 429 else "invalid"
         return await render(request, "login.html", {**context, "error": error}, status=problem.status)
-    assert result.tokens is not None
-    session.remember_tokens(request, result.tokens)
-    raise web.HTTPSeeOther(context["next"])
+    session.remember_tokens(request, result.pair)
+    raise web.HTTPSeeOther(target)
 
 
 async def register_page(request: web.Request) -> web.Response:
@@ -130,8 +130,7 @@ async def register_submit(request: web.Request) -> web.Response:
         return await render(request, "register.html", {"values": values, "errors": {"email": "taken"}},
                             status=409)
     result = await sign_in(request, email=body.email, password=body.password, otp=None)
-    assert result.tokens is not None
-    session.remember_tokens(request, result.tokens)
+    session.remember_tokens(request, result.pair)
     raise web.HTTPSeeOther("/")
 
 
@@ -208,7 +207,8 @@ async def set_language(request: web.Request) -> web.Response:
     raise response
 
 
-WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+WEEKDAYS = (i18n.N_("Monday"), i18n.N_("Tuesday"), i18n.N_("Wednesday"), i18n.N_("Thursday"), i18n.N_("Friday"),
+            i18n.N_("Saturday"), i18n.N_("Sunday"))
 
 
 def setup(app: web.Application) -> None:

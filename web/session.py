@@ -10,6 +10,7 @@ import secrets
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from server import keys
 from server.auth import services as auth_services
@@ -97,7 +98,7 @@ async def page_principal(request: web.Request) -> Principal | None:
 
 
 @web.middleware
-async def apply_cookies(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
+async def apply_cookies(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Set the cookies a page asked for, on its response or on the redirect/error it raised."""
     try:
         response = await handler(request)

@@ -69,7 +69,17 @@ async def problem_json(request: web.Request, handler: Handler) -> web.StreamResp
 
 @web.middleware
 async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
+    """Applied to raised responses (redirects) too, which skip the normal return path."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        _add_security_headers(request, exc)
+        raise
+    _add_security_headers(request, response)
+    return response
+
+
+def _add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
     headers = response.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("X-Frame-Options", "DENY")
@@ -82,7 +92,6 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
         headers.setdefault("Cache-Control", "no-store")
     if is_secure(request):
         headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-    return response
 
 
 def is_secure(request: web.Request) -> bool:
@@ -102,6 +111,9 @@ async def metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
         status = response.status
         return response
+    except web.HTTPException as exc:  # raised redirects are answers, not errors
+        status = exc.status
+        raise
     finally:
         elapsed = time.perf_counter() - started
         collected = request.app[keys.metrics]

@@ -87,3 +87,11 @@ async def test_problem_security_headers_on_every_response(client: TestClient) ->
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["X-Frame-Options"] == "DENY"
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+async def test_raised_redirects_count_as_redirects_and_carry_headers(client: TestClient) -> None:
+    response = await client.get("/", allow_redirects=False)
+    assert response.status == 302
+    assert response.headers["X-Frame-Options"] == "DENY"
+    metrics = await (await client.get("/metrics")).text()
+    assert 'telemed_http_requests_total{method="GET",route="/",status="302"} 1.0' in metrics
