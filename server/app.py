@@ -8,9 +8,9 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 
 from server import keys
 from server.audit import api as audit_api
@@ -53,7 +53,8 @@ async def readyz(request: web.Request) -> web.Response:
     """The database answers and its schema is the one this code expects (readiness)."""
     try:
         async with request.app[keys.engine].connect() as connection:
-            revision = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+            revision = await connection.run_sync(
+                lambda sync: MigrationContext.configure(sync).get_current_revision())
     except Exception as exc:
         log.warning("readiness_failed", error=type(exc).__name__)
         raise ProblemError("The database is not reachable", status=503, code="not_ready",

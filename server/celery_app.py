@@ -9,7 +9,6 @@ from server.settings import Settings
 
 def create_celery(settings: Settings | None = None) -> Celery:
     settings = settings or Settings()
-    settings.ensure_data_dir()
     app = Celery("telemed", broker=settings.resolved_broker_url, include=["server.audit.tasks"])
     app.conf.update(
         task_ignore_result=True,

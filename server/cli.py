@@ -27,7 +27,19 @@ def _logging(settings: Settings) -> None:
     configure_logging(fmt=settings.resolved_log_format, level=settings.log_level)
 
 
-@click.group()
+class _Cli(click.Group):
+    """Configuration mistakes end with one clear line, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from server.keyring import KeyConfigurationError
+
+        try:
+            return super().invoke(ctx)
+        except KeyConfigurationError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Cli)
 def main() -> None:
     """Telemedicine video consultations: the server's command line."""
 
@@ -44,13 +56,13 @@ def serve(host: str | None, port: int | None, no_worker: bool) -> None:
 
     settings = _settings()
     _logging(settings)
+    app = create_app(settings)  # loads (or first creates) the keys before a worker could race for them
     worker: subprocess.Popen[bytes] | None = None
     if settings.start_worker and not no_worker:
         worker = subprocess.Popen([sys.executable, "-m", "server", "worker"], start_new_session=True)
     try:
-        web.run_app(create_app(settings), host=host or settings.host, port=port if port is not None else settings.port,
-                    print=click.echo, access_log=None,
-                    shutdown_timeout=10)
+        web.run_app(app, host=host or settings.host, port=port if port is not None else settings.port,
+                    print=click.echo, access_log=None, shutdown_timeout=10)
     finally:
         if worker is not None and worker.poll() is None:
             worker.send_signal(signal.SIGTERM)

@@ -91,9 +91,20 @@ class KeyMaterial:
 def _write_secret(path: Path, data: bytes) -> None:
     for folder in (path.parent.parent, path.parent) if path.parent.name == "jwt" else (path.parent,):
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # Write under a temporary name, then link into place: a second process generating the same key at
+    # the same moment (web and worker on a fresh folder) keeps the first one's, and never reads half a file.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
 
 
 def _pem(private_key: Ed25519PrivateKey) -> bytes:

@@ -124,6 +124,7 @@ def run_cli(*args: str, env: Mapping[str, str], cwd: Path, timeout: float = 60.0
 class ServerProcess:
     """A long-running `python -m server ...`, its output going to files so no pipe can fill up."""
 
+    command: list[str]
     process: subprocess.Popen[bytes]
     stdout_path: Path
     stderr_path: Path
@@ -140,7 +141,7 @@ class ServerProcess:
 
     def describe(self) -> str:
         """The process's state and output, for failure messages."""
-        return (f"`{' '.join(map(str, self.process.args))}` (pid {self.pid}, exit code {self.process.poll()})\n"
+        return (f"`{' '.join(self.command)}` (pid {self.pid}, exit code {self.process.poll()})\n"
                 f"--- stdout ---\n{self.stdout()[-4000:]}\n--- stderr ---\n{self.stderr()[-8000:]}")
 
     def wait_for_output(self, text: str, *, timeout: float) -> None:
@@ -184,15 +185,15 @@ def http_get(url: str, *, timeout: float = 5.0) -> tuple[int, str]:
 @contextmanager
 def server_process(*args: str, env: Mapping[str, str], cwd: Path) -> Iterator[ServerProcess]:
     """Start `python -m server ARGS`; on leaving the block it is stopped (SIGTERM, then SIGKILL)."""
-    stdout_path, stderr_path = cwd / f"server-{os.getpid()}-{time.monotonic_ns()}.out", cwd / "server.err"
-    stderr_path = stdout_path.with_suffix(".err")
+    stem = f"server-{time.monotonic_ns()}"  # several processes may share one folder
+    stdout_path, stderr_path = cwd / f"{stem}.out", cwd / f"{stem}.err"
     with ExitStack() as stack:
         out = stack.enter_context(stdout_path.open("wb"))
         err = stack.enter_context(stderr_path.open("wb"))
-        process = subprocess.Popen([sys.executable, "-m", "server", *args], env=dict(env), cwd=cwd,
-                                   stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        command = [sys.executable, "-m", "server", *args]
+        process = subprocess.Popen(command, env=dict(env), cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
     try:
-        yield ServerProcess(process, stdout_path, stderr_path)
+        yield ServerProcess(command, process, stdout_path, stderr_path)
     finally:
         stop(process, timeout=30)
 
