@@ -1,0 +1,1 @@
+"""Quality audit: sampling, assignment, checklists, reviews, reports (issue 7)."""

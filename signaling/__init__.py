@@ -1,0 +1,1 @@
+"""WebSocket signaling: rooms, waiting rooms, join tickets, TURN credentials (issue 5)."""
