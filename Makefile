@@ -34,8 +34,9 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
-bench: $(STAMP)
+bench: $(STAMP) sysdeps
 	$(PY) -m bench
+	bash scripts/with-postgres.sh $(PY) -m bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

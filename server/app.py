@@ -42,6 +42,7 @@ async def database(app: web.Application) -> AsyncIterator[None]:
     app[keys.sessions] = create_sessionmaker(engine)
     yield
     await engine.dispose()
+    app[keys.passwords].close()
 
 
 async def healthz(_request: web.Request) -> web.Response:

@@ -86,6 +86,7 @@ def configure_logging(*, fmt: str = "console", level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # our middleware logs requests
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)  # /readyz reads the revision
 
 
 @dataclass

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit import checkpoints, rules
@@ -52,8 +52,11 @@ async def record(
     outcome: str = "success",
     detail: Mapping[str, Any] | None = None,
     now: dt.datetime | None = None,
-) -> AuditEntry:
-    """Append one entry in the caller's transaction, so the entry exists exactly when the change does."""
+) -> int:
+    """Append one entry in the caller's transaction, so the entry exists exactly when the change does.
+
+    Returns the entry's sequence number.
+    """
     bumped = await session.execute(
         update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1)
         .returning(AuditHead.seq, AuditHead.hash).execution_options(synchronize_session=False)
@@ -75,14 +78,13 @@ async def record(
         "prev_hash": prev_hash,
     }
     fields["hash"] = rules.entry_hash(fields)
-    entry = AuditEntry(**fields)
-    session.add(entry)
-    await session.flush()
+    # Core insert: the entry is never edited, so it needs no ORM identity (and saves a flush per event).
+    await session.execute(insert(AuditEntry).values(**fields))
     await session.execute(
         update(AuditHead).where(AuditHead.id == 1).values(hash=fields["hash"])
         .execution_options(synchronize_session=False)
     )
-    return entry
+    return int(seq)
 
 
 _COLUMNS = [getattr(AuditEntry, name) for name in (*rules.HASHED_FIELDS, "hash")]

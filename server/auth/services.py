@@ -68,7 +68,8 @@ async def login(session: AsyncSession, *, passwords: Passwords, issuer: TokenIss
     Every failure looks the same to the caller, whether the account exists or not.
     """
     user = await find_user_by_email(session, email)
-    if not passwords.verify(user.password_hash if user else None, password) or user is None or not user.is_active:
+    if not await passwords.verify(user.password_hash if user else None, password) or user is None \
+            or not user.is_active:
         await audit.record(session, ctx=ctx, action="auth.login", object_type="user",
                            object_id=user.id if user else None, outcome="failure",
                            detail={"reason": "bad_credentials"}, now=now)
@@ -86,7 +87,7 @@ async def login(session: AsyncSession, *, passwords: Passwords, issuer: TokenIss
         user.totp_last_step = step
         amr.append("otp")
     if passwords.needs_rehash(user.password_hash):
-        user.password_hash = passwords.hash(password)
+        user.password_hash = await passwords.hash(password)
     user.last_login_at = now
     tokens = await _start_session(session, issuer=issuer, user=user, amr=amr, now=now)
     await audit.record(session, ctx=AuditContext(user.id, user.role.value, ctx.request_id, ctx.ip_hash),

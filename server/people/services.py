@@ -42,7 +42,7 @@ async def register_patient(session: AsyncSession, *, passwords: Passwords, email
                            full_name: str, birth_date: dt.date, phone: str, locale: str, ctx: AuditContext,
                            now: dt.datetime) -> tuple[User, Patient]:
     """A patient signs themself up; the account is usable at once."""
-    user = User(email=email.lower(), password_hash=passwords.hash(password), role=Role.patient,
+    user = User(email=email.lower(), password_hash=await passwords.hash(password), role=Role.patient,
                 full_name=full_name, locale=locale, created_at=now)
     await _add_user(session, user)
     patient = Patient(user_id=user.id, birth_date=birth_date, phone=phone, created_at=now)
@@ -61,7 +61,7 @@ async def create_staff(session: AsyncSession, *, passwords: Passwords, role: Rol
     """An admin (or the CLI) creates a physician, QA expert or admin account."""
     if role is Role.patient:
         raise ValueError("patients register themselves")
-    user = User(email=email.lower(), password_hash=passwords.hash(password), role=role, full_name=full_name,
+    user = User(email=email.lower(), password_hash=await passwords.hash(password), role=role, full_name=full_name,
                 locale=locale, created_at=now)
     await _add_user(session, user)
     if role is Role.physician:
