@@ -13,8 +13,8 @@ from server.keyring import KeyMaterial
 from server.settings import Settings
 
 if TYPE_CHECKING:
-    from server.auth.principal import Principal
     from server.auth.throttle import LoginThrottle
+    from server.http.principal import Principal
     from server.observability import Metrics
 
 settings = web.AppKey("settings", Settings)

@@ -15,13 +15,13 @@ from sqlalchemy import select
 
 from server import keys
 from server.auth import services as auth_services
-from server.auth.api import sign_in, totp_key
 from server.auth.models import Role
-from server.auth.principal import Principal, audit_context
 from server.db.base import utcnow
 from server.http.context import tx
 from server.http.parsing import field_errors
+from server.http.principal import Principal, audit_context
 from server.http.problems import ProblemError
+from server.http.signin import sign_in, totp_key
 from server.people import schemas as people_schemas
 from server.people import services as people
 from server.scheduling.models import WeeklyAvailability

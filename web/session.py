@@ -15,7 +15,10 @@ from aiohttp.typedefs import Handler
 from server import keys
 from server.auth import services as auth_services
 from server.auth.issuer import TokenPair
-from server.auth.principal import (
+from server.db.base import utcnow
+from server.http.context import tx
+from server.http.middlewares import is_secure
+from server.http.principal import (
     ACCESS_COOKIE,
     CSRF_COOKIE,
     REFRESH_COOKIE,
@@ -23,9 +26,6 @@ from server.auth.principal import (
     audit_context,
     load_principal,
 )
-from server.db.base import utcnow
-from server.http.context import tx
-from server.http.middlewares import is_secure
 from server.http.problems import Forbidden, Unauthorized
 
 # Cookies to set on whatever response the page returns, and this request's CSRF token.

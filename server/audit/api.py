@@ -6,8 +6,8 @@ from aiohttp import web
 
 from server.audit import schemas, services
 from server.auth.models import Role
-from server.auth.principal import authenticate
 from server.http.context import tx
+from server.http.principal import authenticate
 from server.http.problems import NotFound
 from server.http.responses import json_response
 from server.http.routing import ApiRouter

@@ -17,8 +17,8 @@ from pydantic import BaseModel
 
 from server import keys
 from server.auth.models import Role
-from server.auth.principal import authenticate
 from server.http.parsing import parse_json, parse_query
+from server.http.principal import authenticate
 from server.http.problems import Forbidden
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]

@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from server.db.engine import create_engine
-from server.db.models import Base
+from server.models import Base
 
 config = context.config
 target_metadata = Base.metadata

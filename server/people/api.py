@@ -6,10 +6,10 @@ from aiohttp import web
 
 from server import keys
 from server.auth.models import Role, User
-from server.auth.principal import audit_context, authenticate
 from server.db.base import utcnow
 from server.http.context import tx
 from server.http.parsing import path_uuid
+from server.http.principal import audit_context, authenticate
 from server.http.problems import NotFound
 from server.http.responses import json_response
 from server.http.routing import ApiRouter

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
-from server.auth.principal import ACCESS_COOKIE, CSRF_COOKIE, REFRESH_COOKIE
+from server.http.principal import ACCESS_COOKIE, CSRF_COOKIE, REFRESH_COOKIE
 from tests.factories import PASSWORD
 
 SCREENSHOT = Path("/tmp/e2e-home.png")  # noqa: S108  # a fixed place to look at after a run

@@ -11,7 +11,7 @@ from sqlalchemy import inspect, select, text
 
 from server.db import migrate
 from server.db.engine import create_engine, create_sessionmaker, transaction
-from server.db.models import Base
+from server.models import Base
 from server.people.models import Patient
 from tests import databases
 

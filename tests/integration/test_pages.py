@@ -15,9 +15,9 @@ from babel.messages.pofile import read_po
 
 from server import keys
 from server.auth.models import Role
-from server.auth.principal import ACCESS_COOKIE, CSRF_COOKIE, REFRESH_COOKIE
 from server.auth.tokens import decode_access_token
 from server.db.base import utcnow
+from server.http.principal import ACCESS_COOKIE, CSRF_COOKIE, REFRESH_COOKIE
 from tests.factories import PASSWORD, create_staff, register_patient
 from web import i18n
 
