@@ -11,7 +11,6 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 from pydantic import ValidationError
-from sqlalchemy import select
 
 from server import keys
 from server.auth import services as auth_services
@@ -24,7 +23,7 @@ from server.http.problems import ProblemError
 from server.http.signin import sign_in, totp_key
 from server.people import schemas as people_schemas
 from server.people import services as people
-from server.scheduling.models import WeeklyAvailability
+from server.scheduling import services as scheduling
 from web import i18n, session
 
 HERE = Path(__file__).parent
@@ -72,11 +71,10 @@ async def home(request: web.Request) -> web.Response:
         context["profile"] = await people.profile(db, user_id=principal.user_id)
         if principal.role is Role.physician:
             physician = context["profile"].physician
-            context["availability"] = (await db.scalars(
-                select(WeeklyAvailability).where(WeeklyAvailability.physician_id == physician.id)
-                .order_by(WeeklyAvailability.weekday, WeeklyAvailability.start_time))).all()
+            context["availability"] = await scheduling.weekly_availability(db, physician_id=physician.id)
         if principal.role is Role.admin and principal.has_second_factor:
-            context["users"] = await people.list_users(db, role=None, limit=200, offset=0)
+            context["users"] = await people.list_users(db, role=None, limit=200, offset=0,
+                                                       ctx=audit_context(request), now=utcnow())
         if principal.role is Role.patient:
             context["physicians"] = await people.list_physicians(db)
     context["needs_mfa"] = (principal.role is Role.admin and request.app[keys.settings].admin_mfa_required

@@ -162,8 +162,11 @@ async def begin_totp(session: AsyncSession, *, user_id: uuid.UUID, totp_key: byt
         raise Forbidden("A second factor is offered to staff accounts", code="mfa_not_available")
     if user.totp_enabled_at is not None:
         raise Conflict("A second factor is already set up for this account", code="mfa_already_enabled")
-    secret = totp.new_secret()
-    user.totp_secret_encrypted = totp.encrypt_secret(totp_key, secret, user_id=user.id.bytes)
+    if user.totp_secret_encrypted is not None:  # a reload shows the secret already added to the app
+        secret = totp.decrypt_secret(totp_key, user.totp_secret_encrypted, user_id=user.id.bytes)
+    else:
+        secret = totp.new_secret()
+        user.totp_secret_encrypted = totp.encrypt_secret(totp_key, secret, user_id=user.id.bytes)
     return TotpEnrolment(secret, totp.provisioning_uri(secret, user.email))
 
 

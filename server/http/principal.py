@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -39,6 +40,16 @@ class Principal:
     @property
     def has_second_factor(self) -> bool:
         return "otp" in self.amr
+
+
+def check_access(principal: Principal, *, roles: Collection[Role] | None, allow_mfa_pending: bool,
+                 admin_mfa_required: bool) -> None:
+    """The one rule for API endpoints and pages alike: the right role, and admins with a second factor."""
+    if roles is not None and principal.role not in roles:
+        raise Forbidden("Your role may not use this", code="role_forbidden")
+    if (principal.role is Role.admin and admin_mfa_required and not principal.has_second_factor
+            and not allow_mfa_pending):
+        raise Forbidden("Administrators must sign in with a second factor; set it up first", code="mfa_required")
 
 
 def client_ip(request: web.Request) -> str | None:

@@ -18,8 +18,7 @@ from pydantic import BaseModel
 from server import keys
 from server.auth.models import Role
 from server.http.parsing import parse_json, parse_query
-from server.http.principal import authenticate
-from server.http.problems import Forbidden
+from server.http.principal import authenticate, check_access
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 
@@ -84,14 +83,9 @@ def _guarded(endpoint: Endpoint) -> Handler:
     @functools.wraps(endpoint.handler)
     async def handler(request: web.Request) -> web.StreamResponse:
         if not endpoint.public:
-            principal = await authenticate(request)
-            if endpoint.roles is not None and principal.role not in endpoint.roles:
-                raise Forbidden("Your role may not use this endpoint", code="role_forbidden")
-            settings = request.app[keys.settings]
-            if (principal.role is Role.admin and settings.admin_mfa_required
-                    and not principal.has_second_factor and not endpoint.allow_mfa_pending):
-                raise Forbidden("Administrators must sign in with a second factor; set it up first",
-                                code="mfa_required")
+            check_access(await authenticate(request), roles=endpoint.roles,
+                         allow_mfa_pending=endpoint.allow_mfa_pending,
+                         admin_mfa_required=request.app[keys.settings].admin_mfa_required)
         kwargs: dict[str, Any] = {}
         if endpoint.body is not None:
             kwargs["body"] = await parse_json(request, endpoint.body)

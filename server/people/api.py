@@ -122,5 +122,6 @@ async def create_staff(request: web.Request, body: schemas.StaffCreateIn) -> web
 async def list_users(request: web.Request, query: schemas.UserListQuery) -> web.Response:
     async with tx(request) as session:
         users = await services.list_users(session, role=Role(query.role) if query.role else None,
-                                          limit=query.limit, offset=query.offset)
+                                          limit=query.limit, offset=query.offset, ctx=audit_context(request),
+                                          now=utcnow())
     return json_response(schemas.UserList(items=[user_out(u) for u in users]))

@@ -110,11 +110,17 @@ async def read_patient(session: AsyncSession, *, viewer_role: Role, viewer_patie
     return row[0], row[1]
 
 
-async def list_users(session: AsyncSession, *, role: Role | None, limit: int, offset: int) -> list[User]:
+async def list_users(session: AsyncSession, *, role: Role | None, limit: int, offset: int, ctx: AuditContext,
+                     now: dt.datetime) -> list[User]:
+    """Accounts for an admin; the listing names patients, so it is audited like any read of their data."""
     query = select(User).order_by(User.created_at, User.id).limit(limit).offset(offset)
     if role is not None:
         query = query.where(User.role == role)
-    return list((await session.scalars(query)).all())
+    users = list((await session.scalars(query)).all())
+    await audit.record(session, ctx=ctx, action="users.list", object_type="user",
+                       detail={"role": role.value if role else None, "count": len(users), "offset": offset},
+                       now=now)
+    return users
 
 
 async def list_physicians(session: AsyncSession) -> list[tuple[Physician, User]]:
