@@ -25,7 +25,7 @@ from server.audit.services import AuditContext
 from server.auth.tokens import decode_access_token, issue_access_token
 from server.db.engine import transaction
 from server.db.migrate import upgrade
-from server.keyring import load_key_material
+from server.keyring import load_audit_key, load_key_material
 from server.observability import configure_logging
 from server.settings import Settings
 
@@ -83,7 +83,7 @@ async def bench_app(settings: Settings) -> None:
         started = time.perf_counter()
         async with transaction(app[keys.sessions]) as session:
             report = await audit.verify(session, checkpoints_dir=settings.checkpoints_dir,
-                                        public_key=app[keys.key_material].audit_public_key)
+                                        public_key=load_audit_key(settings).public_key())
         assert report.ok
         rate("audit chain verification", report.entries, time.perf_counter() - started)
 

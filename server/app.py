@@ -18,7 +18,7 @@ from server.auth import api as auth_api
 from server.auth.issuer import TokenIssuer
 from server.auth.passwords import Passwords
 from server.auth.throttle import LoginThrottle
-from server.db.engine import create_engine, create_sessionmaker
+from server.db.engine import create_engine, create_read_sessionmaker, create_sessionmaker
 from server.db.migrate import alembic_config
 from server.http import middlewares
 from server.http.openapi import build_spec
@@ -40,6 +40,7 @@ async def database(app: web.Application) -> AsyncIterator[None]:
     engine = create_engine(app[keys.settings].resolved_database_url)
     app[keys.engine] = engine
     app[keys.sessions] = create_sessionmaker(engine)
+    app[keys.read_sessions] = create_read_sessionmaker(engine)
     yield
     await engine.dispose()
     app[keys.passwords].close()
@@ -103,11 +104,13 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app[keys.passwords] = Passwords.from_settings(settings)
     app[keys.token_issuer] = TokenIssuer(material.jwt, settings.jwt_issuer, settings.jwt_audience,
                                          settings.access_token_ttl_seconds,
-                                         dt.timedelta(days=settings.refresh_token_ttl_days))
+                                         dt.timedelta(days=settings.refresh_token_ttl_days),
+                                         dt.timedelta(seconds=settings.refresh_race_seconds))
     app[keys.throttle] = LoginThrottle(settings.rate_limit_storage_url,
                                        per_account=settings.login_attempts_per_account,
                                        per_ip=settings.login_attempts_per_ip,
-                                       window_seconds=settings.login_window_seconds)
+                                       window_seconds=settings.login_window_seconds,
+                                       registrations_per_ip=settings.registrations_per_ip_per_hour)
     app[keys.metrics] = create_metrics()
     head = ScriptDirectory.from_config(alembic_config(settings.resolved_database_url)).get_current_head()
     app[_head_revision] = head or ""

@@ -243,13 +243,13 @@ def audit_verify() -> None:
     """Walk the hash chain and the signed checkpoints; exit 1 naming the first broken entry."""
     from server.audit import services
     from server.db.runner import run_in_session
-    from server.keyring import load_key_material
+    from server.keyring import load_audit_key
 
     async def work(session: AsyncSession, s: Settings) -> services.VerifyReport:
         return await services.verify(session, checkpoints_dir=s.checkpoints_dir,
-                                     public_key=load_key_material(s).audit_public_key)
+                                     public_key=load_audit_key(s).public_key())
 
-    report = run_in_session(work, _settings())
+    report = run_in_session(work, _settings(), read_only=True)
     click.echo(report.summary())
     if not report.ok:
         sys.exit(1)

@@ -74,7 +74,6 @@ class KeyMaterial:
     jwt: JwtKeySet
     master_key: bytes
     master_key_id: str
-    audit_key: Ed25519PrivateKey
     generated: frozenset[str] = field(default_factory=frozenset)
 
     def derive(self, purpose: str, length: int = 32) -> bytes:
@@ -83,9 +82,6 @@ class KeyMaterial:
             self.master_key
         )
 
-    @property
-    def audit_public_key(self) -> Ed25519PublicKey:
-        return self.audit_key.public_key()
 
 
 def _write_secret(path: Path, data: bytes) -> None:
@@ -191,13 +187,12 @@ def _audit_key(settings: Settings) -> tuple[Ed25519PrivateKey, bool]:
 
 
 def load_key_material(settings: Settings, *, now: float | None = None) -> KeyMaterial:
-    """Load (or, outside production, create) every key this node needs."""
+    """Load (or, outside production, create) the keys a web node needs (not the audit key)."""
     now = time.time() if now is None else now
     settings.ensure_data_dir()
     if settings.is_production:
         missing = [name for name, value in (("TELEMED_JWT_PRIVATE_KEY", settings.jwt_private_key),
-                                            ("TELEMED_MASTER_KEY", settings.master_key),
-                                            ("TELEMED_AUDIT_KEY", settings.audit_key)) if value is None]
+                                            ("TELEMED_MASTER_KEY", settings.master_key)) if value is None]
         if missing:
             raise KeyConfigurationError("production refuses generated keys; set " + ", ".join(missing))
     generated: set[str] = set()
@@ -211,11 +206,17 @@ def load_key_material(settings: Settings, *, now: float | None = None) -> KeyMat
     master, master_generated = _master_key(settings)
     if master_generated:
         generated.add("TELEMED_MASTER_KEY")
-    audit, audit_generated = _audit_key(settings)
-    if audit_generated:
-        generated.add("TELEMED_AUDIT_KEY")
     master_id = hashlib.sha256(b"telemed-master-key-id" + master).hexdigest()[:16]
-    return KeyMaterial(jwt_keys, master, master_id, audit, frozenset(generated))
+    return KeyMaterial(jwt_keys, master, master_id, frozenset(generated))
+
+
+def load_audit_key(settings: Settings) -> Ed25519PrivateKey:
+    """The key that signs audit checkpoints. Only the worker and the CLI load it: web nodes, the most
+    exposed processes, never hold it, so one taken over cannot forge a checkpoint."""
+    settings.ensure_data_dir()
+    if settings.is_production and settings.audit_key is None:
+        raise KeyConfigurationError("production refuses generated keys; set TELEMED_AUDIT_KEY")
+    return _audit_key(settings)[0]
 
 
 def generate_key_settings() -> dict[str, str]:

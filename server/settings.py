@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     jwt_audience: str = "telemed-api"
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=3600)
     refresh_token_ttl_days: int = Field(default=30, ge=1, le=365)
+    refresh_race_seconds: int = Field(default=10, ge=0, le=60)
 
     # argon2id cost; raising it makes every older hash upgrade at the owner's next login.
     argon2_time_cost: int = Field(default=3, ge=1)
@@ -53,6 +54,7 @@ class Settings(BaseSettings):
     login_attempts_per_account: int = Field(default=5, ge=1)
     login_attempts_per_ip: int = Field(default=30, ge=1)
     login_window_seconds: int = Field(default=900, ge=1)
+    registrations_per_ip_per_hour: int = Field(default=10, ge=1)
     rate_limit_storage_url: str = "async+memory://"
 
     admin_mfa_required: bool = True

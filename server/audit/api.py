@@ -6,7 +6,7 @@ from aiohttp import web
 
 from server.audit import schemas, services
 from server.auth.models import Role
-from server.http.context import tx
+from server.http.context import read
 from server.http.principal import authenticate
 from server.http.problems import NotFound
 from server.http.responses import json_response
@@ -21,7 +21,7 @@ async def my_access_log(request: web.Request, query: schemas.AccessLogQuery) -> 
     principal = await authenticate(request)
     if principal.patient_id is None:  # every patient account has a patient row; be safe anyway
         raise NotFound()
-    async with tx(request) as session:
+    async with read(request) as session:
         rows = await services.access_log(session, patient_id=principal.patient_id,
                                          patient_user_id=principal.user_id, limit=query.limit,
                                          before_seq=query.before)

@@ -11,7 +11,8 @@ from server.http.parsing import RequestModel
 
 class AccessLogQuery(RequestModel):
     limit: int = Field(default=50, ge=1, le=200)
-    before: int | None = Field(default=None, ge=1, description="Cursor: `next_before` of the previous page")
+    before: int | None = Field(default=None, ge=1, le=2**63 - 1,
+                               description="Cursor: `next_before` of the previous page")
 
 
 class AccessLogItemOut(BaseModel):

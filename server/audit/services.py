@@ -31,6 +31,11 @@ class AuditContext:
     ip_hash: str | None = None
 
 
+    def acting_as(self, user_id: uuid.UUID, role: str) -> AuditContext:
+        """The same request, attributed to the user it has just identified (sign-in, registration)."""
+        return AuditContext(user_id, role, self.request_id, self.ip_hash)
+
+
 SYSTEM = AuditContext(actor_role="system")
 
 
@@ -113,14 +118,17 @@ async def verify(session: AsyncSession, *, checkpoints_dir: Path, public_key: Ed
     problems = [f"{c.path.name}: {c.problem}" for c in loaded if c.checkpoint is None]
     walker = rules.ChainWalker({c.checkpoint.seq: c.checkpoint.hash for c in loaded if c.checkpoint})
     broken: rules.ChainBreak | None = None
-    result = await session.stream(select(*_COLUMNS).order_by(AuditEntry.seq).execution_options(yield_per=2000))
+    # The head first, then entries up to it: appends committed meanwhile (a live clinic) are simply
+    # not looked at, instead of looking like a chain whose tail was cut.
+    head = (await session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1))).one()
+    result = await session.stream(select(*_COLUMNS).where(AuditEntry.seq <= head.seq).order_by(AuditEntry.seq)
+                                  .execution_options(yield_per=2000))
     async for row in result.mappings():
         broken = walker.feed(dict(row))
         if broken is not None:
             break
     await result.close()
     if broken is None:
-        head = (await session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1))).one()
         broken = walker.finish(head_seq=head.seq, head_hash=head.hash)
     return VerifyReport(
         ok=broken is None and not problems, entries=walker.count, checkpoints=len(walker.checkpoints),

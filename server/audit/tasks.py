@@ -7,12 +7,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.audit import services
 from server.celery_app import celery_app
 from server.db.runner import run_in_session
-from server.keyring import load_key_material
+from server.keyring import load_audit_key
 from server.settings import Settings
 
 
 async def _checkpoint(session: AsyncSession, settings: Settings) -> str | None:
-    key = load_key_material(settings).audit_key
+    key = load_audit_key(settings)
     path = await services.write_checkpoint(session, folder=settings.checkpoints_dir, key=key)
     return str(path) if path else None
 

@@ -32,6 +32,8 @@ class TokenIssuer:
     audience: str
     access_ttl_seconds: int
     refresh_ttl: dt.timedelta
+    # Two tabs (or a retried request) refreshing with one token within this window are a race, not theft.
+    refresh_race_window: dt.timedelta = dt.timedelta(seconds=10)
 
     def access_token(self, *, user_id: uuid.UUID, session_id: uuid.UUID, role: str, amr: list[str],
                      now: dt.datetime) -> str:

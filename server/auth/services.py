@@ -7,14 +7,14 @@ import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit import services as audit
 from server.audit.services import AuditContext
 from server.auth import totp
 from server.auth.issuer import TokenIssuer, TokenPair, hash_refresh_token
-from server.auth.models import STAFF_ROLES, AuthSession, RefreshToken, Role, User
+from server.auth.models import STAFF_ROLES, AuthSession, RefreshToken, User
 from server.auth.passwords import Passwords
 from server.http.problems import Conflict, Forbidden, ProblemError
 
@@ -61,18 +61,48 @@ async def _issue_pair(session: AsyncSession, *, issuer: TokenIssuer, user: User,
     return TokenPair(access, refresh, issuer.access_ttl_seconds, auth_session.id)
 
 
-async def login(session: AsyncSession, *, passwords: Passwords, issuer: TokenIssuer, totp_key: bytes,
-                email: str, password: str, otp: str | None, ctx: AuditContext, now: dt.datetime) -> LoginResult:
-    """Check the password (and TOTP where enrolled); on success open a session and mint tokens.
+@dataclass(frozen=True)
+class PasswordCheck:
+    user_id: uuid.UUID | None  # the active account the e-mail names, if any
+    correct: bool
+    new_hash: str | None = None  # the password re-hashed at current cost, when the stored one is older
+
+
+async def check_password(session: AsyncSession, *, passwords: Passwords, email: str, password: str) -> PasswordCheck:
+    """Read-only, and slow by design (argon2id): run it outside any write transaction.
+
+    An unknown e-mail costs the same time as a wrong password.
+    """
+    user = await find_user_by_email(session, email)
+    active = user is not None and user.is_active
+    correct = await passwords.verify(user.password_hash if active and user else None, password)
+    if not (correct and user is not None):
+        return PasswordCheck(user.id if active and user else None, False)
+    new_hash = await passwords.hash(password) if passwords.needs_rehash(user.password_hash) else None
+    return PasswordCheck(user.id, True, new_hash)
+
+
+async def _claim_totp_step(session: AsyncSession, user_id: uuid.UUID, step: int) -> bool:
+    """Record `step` as used only if no later or equal step was: one code, one sign-in, even when
+    several requests race (a conditional UPDATE, atomic on PostgreSQL and SQLite alike)."""
+    claimed = await session.execute(
+        update(User).where(User.id == user_id,
+                           or_(User.totp_last_step.is_(None), User.totp_last_step < step))
+        .values(totp_last_step=step).returning(User.id).execution_options(synchronize_session=False)
+    )
+    return claimed.one_or_none() is not None
+
+
+async def login(session: AsyncSession, *, check: PasswordCheck, issuer: TokenIssuer, totp_key: bytes,
+                otp: str | None, ctx: AuditContext, now: dt.datetime) -> LoginResult:
+    """After `check_password`: the second factor where enrolled, then a new session and its tokens.
 
     Every failure looks the same to the caller, whether the account exists or not.
     """
-    user = await find_user_by_email(session, email)
-    if not await passwords.verify(user.password_hash if user else None, password) or user is None \
-            or not user.is_active:
-        await audit.record(session, ctx=ctx, action="auth.login", object_type="user",
-                           object_id=user.id if user else None, outcome="failure",
-                           detail={"reason": "bad_credentials"}, now=now)
+    user = await session.get(User, check.user_id) if check.user_id else None
+    if not check.correct or user is None or not user.is_active:
+        await audit.record(session, ctx=ctx, action="auth.login", object_type="user", object_id=check.user_id,
+                           outcome="failure", detail={"reason": "bad_credentials"}, now=now)
         return LoginResult(None, None, LoginFailure.bad_credentials)
     amr = ["pwd"]
     if user.totp_enabled_at is not None and user.totp_secret_encrypted is not None:
@@ -80,26 +110,26 @@ async def login(session: AsyncSession, *, passwords: Passwords, issuer: TokenIss
             return LoginResult(None, user, LoginFailure.otp_required)
         secret = totp.decrypt_secret(totp_key, user.totp_secret_encrypted, user_id=user.id.bytes)
         step = totp.matching_step(secret, otp, now=now, last_step=user.totp_last_step)
-        if step is None:
+        if step is None or not await _claim_totp_step(session, user.id, step):
             await audit.record(session, ctx=ctx, action="auth.login", object_type="user", object_id=user.id,
                                outcome="failure", detail={"reason": "bad_otp"}, now=now)
             return LoginResult(None, user, LoginFailure.bad_credentials)
-        user.totp_last_step = step
         amr.append("otp")
-    if passwords.needs_rehash(user.password_hash):
-        user.password_hash = await passwords.hash(password)
+    if check.new_hash is not None:
+        user.password_hash = check.new_hash
     user.last_login_at = now
     tokens = await _start_session(session, issuer=issuer, user=user, amr=amr, now=now)
-    await audit.record(session, ctx=AuditContext(user.id, user.role.value, ctx.request_id, ctx.ip_hash),
-                       action="auth.login", object_type="user", object_id=user.id,
-                       detail={"amr": amr}, now=now)
+    await audit.record(session, ctx=ctx.acting_as(user.id, user.role.value), action="auth.login",
+                       object_type="user", object_id=user.id, detail={"amr": amr}, now=now)
     return LoginResult(tokens, user)
 
 
 class RefreshRefused(StrEnum):
     unknown = "unknown"
     reused = "reused"
+    raced = "raced"  # spent moments ago by a parallel request of the same client: refused, not revoked
     ended = "ended"
+
 
 
 async def refresh(session: AsyncSession, *, issuer: TokenIssuer, refresh_token: str, ctx: AuditContext,
@@ -116,17 +146,17 @@ async def refresh(session: AsyncSession, *, issuer: TokenIssuer, refresh_token: 
     )
     row = spent.one_or_none()
     if row is None:
-        reused = (await session.scalars(select(RefreshToken.session_id)
+        reused = (await session.execute(select(RefreshToken.session_id, RefreshToken.spent_at)
                                         .where(RefreshToken.token_hash == token_hash))).one_or_none()
         if reused is None:
             return RefreshRefused.unknown
-        auth_session = await session.get(AuthSession, reused)
+        if reused.spent_at is not None and now - reused.spent_at <= issuer.refresh_race_window:
+            return RefreshRefused.raced
+        auth_session = await session.get(AuthSession, reused.session_id)
         if auth_session is not None and auth_session.revoked_at is None:
             auth_session.revoked_at, auth_session.revoked_reason = now, "refresh_reuse"
             user = await session.get(User, auth_session.user_id)
-            await audit.record(session, ctx=AuditContext(user.id if user else None,
-                                                         user.role.value if user else None,
-                                                         ctx.request_id, ctx.ip_hash),
+            await audit.record(session, ctx=ctx.acting_as(user.id, user.role.value) if user else ctx,
                                action="auth.refresh_reuse", object_type="auth_session",
                                object_id=auth_session.id, outcome="failure", now=now)
         return RefreshRefused.reused
@@ -181,15 +211,12 @@ async def confirm_totp(session: AsyncSession, *, issuer: TokenIssuer, user_id: u
         raise Conflict("A second factor is already set up for this account", code="mfa_already_enabled")
     secret = totp.decrypt_secret(totp_key, user.totp_secret_encrypted, user_id=user.id.bytes)
     step = totp.matching_step(secret, code, now=now, last_step=user.totp_last_step)
-    if step is None:
+    if step is None or not await _claim_totp_step(session, user.id, step):
         raise ProblemError("The code does not match; check the device's clock and try again",
                            status=422, code="bad_otp", title="Wrong code")
-    user.totp_enabled_at, user.totp_last_step = now, step
+    user.totp_enabled_at = now
     auth_session.amr = "pwd otp"
     await audit.record(session, ctx=ctx, action="auth.mfa_enabled", object_type="user", object_id=user.id, now=now)
     return issuer.access_token(user_id=user.id, session_id=auth_session.id, role=user.role.value,
                                amr=["pwd", "otp"], now=now)
 
-
-def is_staff(role: Role) -> bool:
-    return role in STAFF_ROLES

@@ -10,13 +10,16 @@ from sqlalchemy import event, pool
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+READ_ONLY = "telemed_read_only"
+
 
 def _prepare_sqlite(engine: AsyncEngine) -> None:
-    """WAL, foreign keys, and BEGIN IMMEDIATE.
+    """WAL, foreign keys, and BEGIN IMMEDIATE for writers.
 
     SQLite upgrades a reader to a writer mid-transaction only if no one else wrote meanwhile, and
     otherwise fails at once with "database is locked". Taking the write lock at BEGIN makes writers
     queue behind `busy_timeout` instead, which the audit chain (read head, then append) relies on.
+    Read-only sessions (see `create_read_sessionmaker`) begin deferred: under WAL they never wait.
     """
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -31,7 +34,8 @@ def _prepare_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def create_engine(url: str, *, null_pool: bool = False) -> AsyncEngine:
@@ -42,14 +46,27 @@ def create_engine(url: str, *, null_pool: bool = False) -> AsyncEngine:
         kwargs["poolclass"] = pool.NullPool
     if parsed.get_backend_name() == "sqlite":
         kwargs["connect_args"] = {"timeout": 30}
+        kwargs["hide_parameters"] = True  # statement values are personal data; never into logs
         engine = create_async_engine(url, **kwargs)
         _prepare_sqlite(engine)
         return engine
-    return create_async_engine(url, pool_pre_ping=True, **kwargs)
+    return create_async_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for requests that only read: on SQLite they take no write lock."""
+    return async_sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+
+
+@asynccontextmanager
+async def reading(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session for reads only; whatever it began is rolled back at the end."""
+    async with sessions() as session:
+        yield session
 
 
 @asynccontextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import time
@@ -33,8 +34,6 @@ async def request_id(request: web.Request, handler: Handler) -> web.StreamRespon
 
 
 def _problem_response(request: web.Request, error: ProblemError) -> web.Response:
-    import json
-
     body = error.to_problem(instance=request.path, request_id=request.get(keys.REQUEST_ID))
     response = web.Response(text=json.dumps(body), status=error.status, content_type=PROBLEM_CONTENT_TYPE)
     response.headers.update(error.headers)
@@ -61,7 +60,8 @@ async def problem_json(request: web.Request, handler: Handler) -> web.StreamResp
             response.headers["Allow"] = exc.headers["Allow"]
         return response
     except Exception:
-        log.exception("unhandled_error", path=request.path, method=request.method)
+        # The route pattern, not the path: paths carry ids, and ids of patients are personal data.
+        log.exception("unhandled_error", route=_route(request), method=request.method)
         return _problem_response(request, ProblemError(
             "Something went wrong on our side; the request id identifies it for the clinic's support.",
             status=500, code="internal_error", title="Internal error"))
@@ -102,10 +102,15 @@ def is_secure(request: web.Request) -> bool:
     return settings.trust_forwarded_headers and request.headers.get("X-Forwarded-Proto") == "https"
 
 
+def _route(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
 @web.middleware
 async def metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
-    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    route = _route(request)
     status = 500
     try:
         response = await handler(request)

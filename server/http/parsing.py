@@ -3,21 +3,33 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from server.http.problems import FieldError, MalformedBody, ProblemError, UnsupportedMediaType, ValidationFailed
 
 M = TypeVar("M", bound=BaseModel)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 class RequestModel(BaseModel):
-    """Base of every request schema: unknown fields are an error, not silently dropped."""
+    """Base of every request schema: unknown fields are an error, not silently dropped, and text holds
+    no control characters (PostgreSQL refuses NUL; none belongs in a name, an e-mail or a note)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        if isinstance(value, str) and _CONTROL.search(value):
+            raise ValueError("must not contain control characters")
+        return value
 
 
 def field_errors(exc: ValidationError) -> list[FieldError]:
@@ -50,8 +62,10 @@ async def parse_json(request: web.Request, model: type[M]) -> M:
                            code="body_too_large", title="Request body too large") from exc
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedBody(f"The body is not valid JSON: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise MalformedBody(f"The body is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except (ValueError, RecursionError):  # not UTF-8, an integer of thousands of digits, absurd nesting
+        raise MalformedBody("The body is not valid JSON this service accepts") from None
     return validate(model, data)
 
 

@@ -53,11 +53,15 @@ def check_access(principal: Principal, *, roles: Collection[Role] | None, allow_
 
 
 def client_ip(request: web.Request) -> str | None:
-    """The caller's address; X-Forwarded-For only when a trusted proxy sets it."""
+    """The caller's address; with a trusted proxy, the entry that proxy appended to X-Forwarded-For.
+
+    The leftmost entries are whatever the client sent and cannot be trusted; the rightmost one is
+    what our own proxy saw.
+    """
     if request.app[keys.settings].trust_forwarded_headers:
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
+        forwarded = [part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",")]
+        if forwarded[-1]:
+            return forwarded[-1]
     return request.remote
 
 
@@ -101,7 +105,7 @@ async def load_principal(request: web.Request, token: str, *, via_cookie: bool) 
         )
     except InvalidToken:
         raise Unauthorized("The access token is not valid", code="invalid_token") from None
-    async with request.app[keys.sessions]() as session:
+    async with request.app[keys.read_sessions]() as session:
         row = (await session.execute(
             select(User, AuthSession, Patient.id)
             .join(AuthSession, AuthSession.user_id == User.id)

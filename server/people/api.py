@@ -7,13 +7,15 @@ from aiohttp import web
 from server import keys
 from server.auth.models import Role, User
 from server.db.base import utcnow
-from server.http.context import tx
+from server.http.context import read, tx
 from server.http.parsing import path_uuid
 from server.http.principal import audit_context, authenticate
 from server.http.problems import NotFound
 from server.http.responses import json_response
 from server.http.routing import ApiRouter
+from server.http.signin import allow_registration
 from server.people import schemas, services
+from server.people.models import Physician
 
 router = ApiRouter("people")
 
@@ -24,6 +26,11 @@ def user_out(user: User) -> schemas.UserOut:
                            created_at=user.created_at)
 
 
+def physician_out(physician: Physician, user: User) -> schemas.PhysicianOut:
+    return schemas.PhysicianOut(id=physician.id, full_name=user.full_name, specialty=physician.specialty,
+                                licence_number=physician.licence_number, time_zone=physician.time_zone)
+
+
 def me_out(found: services.Profile) -> schemas.MeOut:
     user = found.user
     return schemas.MeOut(
@@ -31,10 +38,7 @@ def me_out(found: services.Profile) -> schemas.MeOut:
         patient=schemas.PatientOut(id=found.patient.id, full_name=user.full_name, email=user.email,
                                    birth_date=found.patient.birth_date, phone=found.patient.phone)
         if found.patient else None,
-        physician=schemas.PhysicianOut(id=found.physician.id, full_name=user.full_name,
-                                       specialty=found.physician.specialty,
-                                       licence_number=found.physician.licence_number,
-                                       time_zone=found.physician.time_zone) if found.physician else None,
+        physician=physician_out(found.physician, user) if found.physician else None,
         qa_expert=schemas.QaExpertOut(id=found.qa_expert.id, full_name=user.full_name,
                                       specialty=found.qa_expert.specialty) if found.qa_expert else None,
     )
@@ -43,6 +47,7 @@ def me_out(found: services.Profile) -> schemas.MeOut:
 @router.route("POST", "/api/v1/auth/register", summary="A patient creates their account",
               body=schemas.RegisterIn, response=schemas.MeOut, status=201, public=True, errors=(409,))
 async def register(request: web.Request, body: schemas.RegisterIn) -> web.Response:
+    await allow_registration(request)
     async with tx(request) as session:
         user, _ = await services.register_patient(
             session, passwords=request.app[keys.passwords], email=body.email, password=body.password,
@@ -57,7 +62,7 @@ async def register(request: web.Request, body: schemas.RegisterIn) -> web.Respon
               allow_mfa_pending=True)
 async def me(request: web.Request) -> web.Response:
     principal = await authenticate(request)
-    async with tx(request) as session:
+    async with read(request) as session:
         found = await services.profile(session, user_id=principal.user_id)
     return json_response(me_out(found))
 
@@ -80,27 +85,21 @@ async def get_patient(request: web.Request) -> web.Response:
 @router.route("GET", "/api/v1/physicians", summary="Physicians offering teleconsultations",
               response=schemas.PhysicianList)
 async def list_physicians(request: web.Request) -> web.Response:
-    async with tx(request) as session:
+    async with read(request) as session:
         rows = await services.list_physicians(session)
-    return json_response(schemas.PhysicianList(items=[
-        schemas.PhysicianOut(id=p.id, full_name=u.full_name, specialty=p.specialty,
-                             licence_number=p.licence_number, time_zone=p.time_zone) for p, u in rows
-    ]))
+    return json_response(schemas.PhysicianList(items=[physician_out(p, u) for p, u in rows]))
 
 
 @router.route("GET", "/api/v1/physicians/me", summary="The signed-in physician's own profile",
               response=schemas.PhysicianOut, roles=[Role.physician])
 async def my_physician_profile(request: web.Request) -> web.Response:
     principal = await authenticate(request)
-    async with tx(request) as session:
+    async with read(request) as session:
         found = await services.profile(session, user_id=principal.user_id)
     physician = found.physician
     if physician is None:  # the role guarantees a physician row; never fail open
         raise NotFound()
-    return json_response(schemas.PhysicianOut(id=physician.id, full_name=found.user.full_name,
-                                              specialty=physician.specialty,
-                                              licence_number=physician.licence_number,
-                                              time_zone=physician.time_zone))
+    return json_response(physician_out(physician, found.user))
 
 
 @router.route("POST", "/api/v1/admin/users", summary="Create a staff account (admins)",

@@ -122,4 +122,4 @@ class PhysicianList(Out):
 class UserListQuery(RequestModel):
     role: Literal["patient", "physician", "qa_expert", "admin"] | None = None
     limit: int = Field(default=50, ge=1, le=200)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=1_000_000)

@@ -48,7 +48,7 @@ async def register_patient(session: AsyncSession, *, passwords: Passwords, email
     patient = Patient(user_id=user.id, birth_date=birth_date, phone=phone, created_at=now)
     session.add(patient)
     await session.flush()
-    await audit.record(session, ctx=AuditContext(user.id, "patient", ctx.request_id, ctx.ip_hash),
+    await audit.record(session, ctx=ctx.acting_as(user.id, Role.patient.value),
                        action="account.register", object_type="patient", object_id=patient.id,
                        subject_patient_id=patient.id, now=now)
     return user, patient
@@ -97,7 +97,11 @@ async def profile(session: AsyncSession, *, user_id: uuid.UUID) -> Profile:
 
 async def read_patient(session: AsyncSession, *, viewer_role: Role, viewer_patient_id: uuid.UUID | None,
                        patient_id: uuid.UUID, ctx: AuditContext, now: dt.datetime) -> tuple[Patient, User]:
-    """A patient's profile for someone allowed to see it; the read is audited. Others get 404."""
+    """A patient's profile for someone allowed to see it; others get 404.
+
+    Reads by anyone but the patient are audited (the patient's access log is about other people); the
+    patient reading their own data is not.
+    """
     if not rules.may_view_patient(viewer_role=viewer_role, viewer_patient_id=viewer_patient_id,
                                   patient_id=patient_id):
         raise NotFound()
@@ -105,8 +109,9 @@ async def read_patient(session: AsyncSession, *, viewer_role: Role, viewer_patie
                                  .where(Patient.id == patient_id))).one_or_none()
     if row is None:
         raise NotFound()
-    await audit.record(session, ctx=ctx, action="patient.read", object_type="patient", object_id=patient_id,
-                       subject_patient_id=patient_id, now=now)
+    if viewer_patient_id != patient_id:
+        await audit.record(session, ctx=ctx, action="patient.read", object_type="patient", object_id=patient_id,
+                           subject_patient_id=patient_id, now=now)
     return row[0], row[1]
 
 

@@ -15,6 +15,7 @@ from server.audit import services
 from server.audit.models import AuditEntry, AuditHead
 from server.audit.services import AuditContext
 from server.db.engine import transaction
+from server.keyring import load_audit_key
 from server.settings import Settings
 from tests.factories import admin, register_patient
 
@@ -22,7 +23,7 @@ from tests.factories import admin, register_patient
 async def _verify(app: web.Application, settings: Settings) -> services.VerifyReport:
     async with transaction(app[keys.sessions]) as session:
         return await services.verify(session, checkpoints_dir=settings.checkpoints_dir,
-                                     public_key=app[keys.key_material].audit_public_key)
+                                     public_key=load_audit_key(settings).public_key())
 
 
 async def _append(app: web.Application, count: int) -> None:
@@ -103,7 +104,7 @@ async def test_audit_rewritten_chain_is_caught_by_signed_checkpoint(chain: web.A
 
     async with transaction(chain[keys.sessions]) as session:
         assert await services.write_checkpoint(session, folder=settings.checkpoints_dir,
-                                               key=chain[keys.key_material].audit_key) is not None
+                                               key=load_audit_key(settings)) is not None
     async with transaction(chain[keys.sessions]) as session:
         rows = (await session.execute(select(*[getattr(AuditEntry, f) for f in HASHED_FIELDS], AuditEntry.hash)
                                       .order_by(AuditEntry.seq))).mappings().all()
@@ -123,7 +124,7 @@ async def test_audit_rewritten_chain_is_caught_by_signed_checkpoint(chain: web.A
 async def test_audit_forged_checkpoint_file_is_reported(chain: web.Application, settings: Settings) -> None:
     async with transaction(chain[keys.sessions]) as session:
         path = await services.write_checkpoint(session, folder=settings.checkpoints_dir,
-                                               key=chain[keys.key_material].audit_key)
+                                               key=load_audit_key(settings))
     assert isinstance(path, Path)
     path.write_text(path.read_text().replace('"seq": 6', '"seq": 5'))
     report = await _verify(chain, settings)
@@ -172,8 +173,9 @@ async def test_audit_patient_sees_who_read_their_data(client: TestClient, app: w
 
 async def test_audit_access_log_pages_with_cursor(client: TestClient, app: web.Application) -> None:
     patient = await register_patient(client)
+    boss = await admin(client)
     for _ in range(3):
-        await client.get(f"/api/v1/patients/{patient.patient_id}", headers=patient.auth)
+        await client.get(f"/api/v1/patients/{patient.patient_id}", headers=boss.auth)
     first = await (await client.get("/api/v1/me/access-log?limit=2", headers=patient.auth)).json()
     assert len(first["items"]) == 2
     second = await (await client.get(f"/api/v1/me/access-log?limit=2&before={first['next_before']}",
@@ -190,3 +192,47 @@ async def test_audit_stores_no_address_in_clear(client: TestClient, app: web.App
         rows = (await session.execute(text("SELECT ip_hash FROM audit_entries WHERE ip_hash IS NOT NULL"))).all()
     assert rows
     assert all("127.0.0.1" not in row[0] and len(row[0]) == 32 for row in rows)
+
+
+async def test_audit_verify_is_not_fooled_by_live_appends(chain: web.Application, settings: Settings) -> None:
+    """Verification while the clinic keeps working: new entries are not mistaken for a cut tail."""
+    writing = True
+
+    async def clinic_at_work() -> None:
+        while writing:
+            await _append(chain, 1)
+            await asyncio.sleep(0)
+
+    writer = asyncio.create_task(clinic_at_work())
+    try:
+        reports = []
+        for _ in range(5):
+            async with chain[keys.read_sessions]() as session:
+                reports.append(await services.verify(session, checkpoints_dir=settings.checkpoints_dir,
+                                                     public_key=load_audit_key(settings).public_key()))
+    finally:
+        writing = False
+        await writer
+    assert all(report.ok for report in reports), [r.summary() for r in reports if not r.ok]
+    assert reports[-1].entries >= 6
+
+
+async def test_audit_own_reads_are_not_logged_others_are(client: TestClient, app: web.Application) -> None:
+    patient = await register_patient(client)
+    boss = await admin(client)
+
+    async def reads() -> int:
+        async with app[keys.read_sessions]() as session:
+            return int(await session.scalar(select(func.count()).select_from(AuditEntry)
+                                            .where(AuditEntry.action == "patient.read")) or 0)
+
+    await client.get(f"/api/v1/patients/{patient.patient_id}", headers=patient.auth)
+    await client.get("/api/v1/me", headers=patient.auth)
+    assert await reads() == 0
+    await client.get(f"/api/v1/patients/{patient.patient_id}", headers=boss.auth)
+    assert await reads() == 1
+    await client.get("/api/v1/admin/users", headers=boss.auth)
+    async with app[keys.read_sessions]() as session:
+        listed = await session.scalar(select(func.count()).select_from(AuditEntry)
+                                      .where(AuditEntry.action == "users.list"))
+    assert listed == 1

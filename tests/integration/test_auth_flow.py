@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+from typing import Any
+
 from aiohttp.test_utils import TestClient
 
+from server.app import create_app
+from tests.conftest import make_settings
 from tests.factories import PASSWORD, login, register_patient
 
 
@@ -49,7 +55,9 @@ async def test_refresh_rotates_and_old_token_is_spent(client: TestClient) -> Non
     assert me.status == 200
 
 
-async def test_refresh_reuse_revokes_the_whole_family(client: TestClient) -> None:
+async def test_refresh_reuse_revokes_the_whole_family(aiohttp_client: Any, tmp_path: Path, database_url: str) -> None:
+    """A spent token presented again (past the race window) means it was copied: the session ends."""
+    client = await aiohttp_client(create_app(make_settings(tmp_path, database_url, refresh_race_seconds=0)))
     patient = await register_patient(client)
     stolen = patient.refresh_token
     legit = await (await client.post("/api/v1/auth/refresh", json={"refresh_token": stolen})).json()
@@ -96,3 +104,18 @@ async def test_me_without_token_is_401_problem(client: TestClient) -> None:
     assert response.status == 401
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert (await response.json())["type"] == "/problems/unauthorized"
+
+
+async def test_refresh_race_between_two_tabs_keeps_the_session(client: TestClient) -> None:
+    """Two tabs refreshing with the same token at once: one wins, the other is refused, nobody is logged out."""
+    patient = await register_patient(client)
+    first, second = await asyncio.gather(
+        client.post("/api/v1/auth/refresh", json={"refresh_token": patient.refresh_token}),
+        client.post("/api/v1/auth/refresh", json={"refresh_token": patient.refresh_token}),
+    )
+    assert sorted([first.status, second.status]) == [200, 401]
+    winner = await (first if first.status == 200 else second).json()
+    me = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {winner['access_token']}"})
+    assert me.status == 200
+    again = await client.post("/api/v1/auth/refresh", json={"refresh_token": winner["refresh_token"]})
+    assert again.status == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -78,3 +79,12 @@ async def test_password_hash_upgrades_when_parameters_change(aiohttp_client: Any
     assert "m=2048,t=2" in after
     # The old node still verifies the upgraded hash: parameters travel inside it.
     assert (await old.post("/api/v1/auth/login", json={"email": patient.email, "password": PASSWORD})).status == 200
+
+
+async def test_mfa_one_code_signs_in_once_even_in_parallel(client: TestClient) -> None:
+    """Several simultaneous sign-ins with one valid code: exactly one succeeds (on PostgreSQL too)."""
+    staff = await create_staff(client, Role.physician, with_totp=True, signed_in=False)
+    code = pyotp.TOTP(staff.totp_secret or "").now()
+    body = {"email": staff.email, "password": PASSWORD, "otp": code}
+    responses = await asyncio.gather(*[client.post("/api/v1/auth/login", json=body) for _ in range(4)])
+    assert sorted(r.status for r in responses) == [200, 401, 401, 401]

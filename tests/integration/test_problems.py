@@ -95,3 +95,34 @@ async def test_raised_redirects_count_as_redirects_and_carry_headers(client: Tes
     assert response.headers["X-Frame-Options"] == "DENY"
     metrics = await (await client.get("/metrics")).text()
     assert 'telemed_http_requests_total{method="GET",route="/",status="302"} 1.0' in metrics
+
+
+async def test_problem_absurd_json_is_400_not_500(client: TestClient) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    huge_int = b'{"email": ' + b"9" * 5000 + b', "password": "x"}'
+    not_utf8 = b'{"email": "\xff\xfe", "password": "x"}'
+    for body in (deep, huge_int, not_utf8):
+        response = await client.post("/api/v1/auth/login", data=io.BytesIO(body),
+                                     headers={"Content-Type": "application/json"})
+        assert response.status == 400, body[:40]
+        assert (await _problem(response))["code"] == "malformed_body"
+
+
+async def test_problem_control_characters_are_refused_by_field(client: TestClient) -> None:
+    response = await client.post("/api/v1/auth/register", json={**VALID, "full_name": "A\x00B"})
+    assert response.status == 422
+    errors = (await _problem(response))["errors"]
+    assert errors[0]["field"] == "full_name"  # type: ignore[index]
+    login = await client.post("/api/v1/auth/login", json={"email": "nul\x00@x.org", "password": "x"})
+    assert login.status == 422
+
+
+async def test_problem_query_numbers_out_of_range_are_422(client: TestClient) -> None:
+    from tests.factories import register_patient
+
+    patient = await register_patient(client)
+    response = await client.get(f"/api/v1/me/access-log?before={2**64}", headers=patient.auth)
+    assert response.status == 422
+    assert (await _problem(response))["errors"][0]["field"] == "before"  # type: ignore[index]
+    wrong_type = await client.get("/api/v1/me/access-log?limit=many", headers=patient.auth)
+    assert wrong_type.status == 422

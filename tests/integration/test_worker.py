@@ -16,7 +16,7 @@ from server.audit.checkpoints import Checkpoint, load_checkpoints
 from server.audit.models import AuditEntry
 from server.celery_app import create_celery
 from server.db.runner import run_in_session
-from server.keyring import load_key_material
+from server.keyring import load_audit_key, load_key_material
 from server.settings import Settings
 from tests.conftest import make_settings
 from tests.services import ServerProcess, alive, descendants, server_env, server_process, wait_until
@@ -31,6 +31,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
     settings = make_settings(tmp_path, database_url, audit_checkpoint_interval_seconds=5)
     # Create the keys here, before any worker task can race to generate them.
     load_key_material(settings)
+    load_audit_key(settings)
     return settings
 
 
@@ -73,7 +74,7 @@ def _wait_for_checkpoint(settings: Settings, seq: int, worker: ServerProcess, *,
     if not wait_until(path.exists, timeout=timeout, interval=0.2):
         pytest.fail(f"no checkpoint {path.name} within {timeout}s: {worker.describe()}", pytrace=False)
     loaded = {item.path.name: item for item in
-              load_checkpoints(settings.checkpoints_dir, load_key_material(settings).audit_public_key)}
+              load_checkpoints(settings.checkpoints_dir, load_audit_key(settings).public_key())}
     checkpoint = loaded[path.name].checkpoint
     assert checkpoint is not None, loaded[path.name].problem
     assert checkpoint.seq == seq

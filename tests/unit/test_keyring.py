@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from server.auth.tokens import InvalidToken, decode_access_token, issue_access_token
-from server.keyring import KeyConfigurationError, generate_key_settings, load_key_material, rotate_jwt_key
+from server.keyring import (
+    KeyConfigurationError,
+    generate_key_settings,
+    load_audit_key,
+    load_key_material,
+    rotate_jwt_key,
+)
 from server.settings import Settings
 
 
@@ -21,6 +27,7 @@ def _settings(tmp_path: Path, **values: object) -> Settings:
 def test_keyring_generates_private_key_files_once(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     first = load_key_material(settings)
+    audit_key = load_audit_key(settings)
     files = [p for p in (tmp_path / "var" / "keys").rglob("*") if p.is_file()]
     assert len(files) == 3
     for path in files:
@@ -29,12 +36,15 @@ def test_keyring_generates_private_key_files_once(tmp_path: Path) -> None:
     again = load_key_material(settings)
     assert again.master_key == first.master_key
     assert again.jwt.signing_kid == first.jwt.signing_kid
-    assert first.generated == {"TELEMED_JWT_PRIVATE_KEY", "TELEMED_MASTER_KEY", "TELEMED_AUDIT_KEY"}
+    assert first.generated == {"TELEMED_JWT_PRIVATE_KEY", "TELEMED_MASTER_KEY"}
+    assert load_audit_key(settings).public_key() == audit_key.public_key()
 
 
 def test_keyring_production_refuses_generated_keys(tmp_path: Path) -> None:
     with pytest.raises(KeyConfigurationError, match="TELEMED_MASTER_KEY"):
         load_key_material(_settings(tmp_path, env="production"))
+    with pytest.raises(KeyConfigurationError, match="TELEMED_AUDIT_KEY"):
+        load_audit_key(_settings(tmp_path, env="production"))
     assert not (tmp_path / "var" / "keys").exists()  # nothing generated on the way to refusing
 
 
