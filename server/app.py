@@ -43,6 +43,10 @@ async def database(app: web.Application) -> AsyncIterator[None]:
     app[keys.read_sessions] = create_read_sessionmaker(engine)
     yield
     await engine.dispose()
+
+
+async def password_hashing(app: web.Application) -> AsyncIterator[None]:
+    yield
     app[keys.passwords].close()
 
 
@@ -115,6 +119,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     head = ScriptDirectory.from_config(alembic_config(settings.resolved_database_url)).get_current_head()
     app[_head_revision] = head or ""
     app.cleanup_ctx.append(database)
+    app.cleanup_ctx.append(password_hashing)
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

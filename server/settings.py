@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         """`KEY=` in a .env (as in .env.example) means "not set", not "set to nothing"."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _production_keeps_admin_second_factor(self) -> Settings:
+        if self.is_production and not self.admin_mfa_required:
+            raise ValueError("TELEMED_ADMIN_MFA_REQUIRED cannot be turned off in production")
+        return self
 
     @field_validator("default_locale")
     @classmethod

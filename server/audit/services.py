@@ -103,13 +103,19 @@ class VerifyReport:
     broken_seq: int | None = None
     reason: str | None = None
     problems: list[str] = field(default_factory=list)
+    covered_to: int = 0  # the newest entry a signed checkpoint vouches for
 
     def summary(self) -> str:
         if self.broken_seq is not None:
             return f"audit chain broken at entry {self.broken_seq}: {self.reason}"
         if self.problems:
             return "audit checkpoints unusable: " + "; ".join(self.problems)
-        return f"audit chain intact: {self.entries} entries, {self.checkpoints} checkpoints verified"
+        summary = f"audit chain intact: {self.entries} entries, {self.checkpoints} checkpoints verified"
+        if self.entries > self.covered_to:
+            # Up to the newest checkpoint, tampering is caught even by someone who can rewrite the table;
+            # after it, only by the chain itself (and the head row).
+            summary += f"; entries after {self.covered_to} are not yet covered by a signed checkpoint"
+        return summary
 
 
 async def verify(session: AsyncSession, *, checkpoints_dir: Path, public_key: Ed25519PublicKey) -> VerifyReport:
@@ -133,7 +139,7 @@ async def verify(session: AsyncSession, *, checkpoints_dir: Path, public_key: Ed
     return VerifyReport(
         ok=broken is None and not problems, entries=walker.count, checkpoints=len(walker.checkpoints),
         broken_seq=broken.seq if broken else None, reason=broken.reason if broken else None,
-        problems=problems,
+        problems=problems, covered_to=max((seq for seq in walker.checkpoints if seq <= walker.count), default=0),
     )
 
 

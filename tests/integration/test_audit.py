@@ -236,3 +236,14 @@ async def test_audit_own_reads_are_not_logged_others_are(client: TestClient, app
         listed = await session.scalar(select(func.count()).select_from(AuditEntry)
                                       .where(AuditEntry.action == "users.list"))
     assert listed == 1
+
+
+async def test_audit_summary_says_what_checkpoints_cover(chain: web.Application, settings: Settings) -> None:
+    report = await _verify(chain, settings)
+    assert report.covered_to == 0
+    assert "entries after 0 are not yet covered" in report.summary()
+    async with transaction(chain[keys.sessions]) as session:
+        await services.write_checkpoint(session, folder=settings.checkpoints_dir, key=load_audit_key(settings))
+    covered = await _verify(chain, settings)
+    assert covered.covered_to == 6
+    assert "not yet covered" not in covered.summary()

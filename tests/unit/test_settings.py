@@ -37,3 +37,8 @@ def test_settings_secrets_never_show_in_repr() -> None:
 def test_settings_refuse_unknown_locale() -> None:
     with pytest.raises(ValidationError):
         Settings(_env_file=None, default_locale="de")  # type: ignore[call-arg]
+
+
+def test_settings_production_keeps_admin_second_factor() -> None:
+    with pytest.raises(ValidationError, match="ADMIN_MFA"):
+        Settings(_env_file=None, env="production", admin_mfa_required=False)  # type: ignore[call-arg]
