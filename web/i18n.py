@@ -53,8 +53,12 @@ def _from_accept_language(header: str) -> str | None:
 
 
 def choose_locale(request: web.Request, *, account_locale: str | None, default: str) -> str:
-    """The account's language, else the one picked on the page (cookie), else the browser's, else the clinic's."""
-    for candidate in (account_locale, request.cookies.get(LANG_COOKIE),
+    """The language picked on the page (cookie), else the account's, else the browser's, else the clinic's.
+
+    The page choice wins so that the language links work for a signed-in user too, and only in the
+    browser where they were used; the account's language is where a choice is not made here.
+    """
+    for candidate in (request.cookies.get(LANG_COOKIE), account_locale,
                       _from_accept_language(request.headers.get("Accept-Language", ""))):
         if candidate in LOCALES:
             return candidate

@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import time
+import zlib
+from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import ValidationError
 
 from server import keys
 from server.auth import services as auth_services
-from server.auth.models import Role
+from server.auth.models import STAFF_ROLES, Role
+from server.auth.schemas import LoginIn
 from server.db.base import utcnow
 from server.http.context import tx
-from server.http.parsing import field_errors
-from server.http.principal import Principal, audit_context
-from server.http.problems import ProblemError
-from server.http.signin import sign_in, totp_key
+from server.http.middlewares import is_secure
+from server.http.parsing import field_errors, validate
+from server.http.principal import Principal, audit_context, check_access
+from server.http.problems import Forbidden, MalformedBody, ProblemError, UnsupportedMediaType, ValidationFailed
+from server.http.signin import allow_registration, sign_in, totp_key
 from server.people import schemas as people_schemas
 from server.people import services as people
 from server.scheduling import services as scheduling
@@ -56,29 +63,108 @@ async def render(request: web.Request, template: str, context: dict[str, Any], *
     return response
 
 
-async def _form(request: web.Request) -> dict[str, str]:
-    data = await request.post()
-    session.check_form_csrf(request, str(data.get("csrf_token", "")) or None)
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+# What aiohttp raises for a body it cannot read as a form: undecodable text (UnicodeDecodeError is a
+# ValueError), an unknown charset (LookupError), a broken or unknown multipart encoding (ValueError,
+# RuntimeError, zlib.error), malformed part headers (HttpProcessingError).
+_UNREADABLE_FORM = (ValueError, LookupError, RuntimeError, zlib.error, HttpProcessingError)
+
+
+class PageAnswer(Exception):
+    """A complete response (an HTML refusal) raised from a helper; `_page` returns it as the answer."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+PageHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _page(handler: PageHandler) -> PageHandler:
+    """Let helpers answer with a rendered page (a refusal) by raising `PageAnswer`."""
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except PageAnswer as answer:
+            return answer.response
+
+    return wrapped
+
+
+async def _refusal(request: web.Request, kind: str, *, status: int, back: str) -> PageAnswer:
+    return PageAnswer(await render(request, "error.html", {"kind": kind, "back": back}, status=status))
+
+
+async def _form(request: web.Request, *, back: str | None = None) -> dict[str, str]:
+    """The posted form's text fields, once its CSRF token matches the cookie.
+
+    415 for a body that is not a form and 400 for one that cannot be read (problem documents: a browser
+    never sends these); a failed CSRF check is a browser's stale page, so it gets a page that says so and
+    links `back` (by default this form's own page).
+    """
+    if request.content_type not in FORM_TYPES:
+        raise UnsupportedMediaType("Send the form as application/x-www-form-urlencoded or multipart/form-data",
+                                   title="Unsupported media type")
+    try:
+        data = await request.post()
+    except _UNREADABLE_FORM:
+        raise MalformedBody("The form data cannot be read", title="The request body is not a valid form") from None
+    try:
+        session.check_form_csrf(request, str(data.get("csrf_token", "")) or None)
+    except Forbidden:
+        raise await _refusal(request, "csrf", status=403, back=back or request.path) from None
     return {k: str(v) for k, v in data.items() if isinstance(v, str)}
 
 
-async def home(request: web.Request) -> web.Response:
+def _may(request: web.Request, principal: Principal, *, roles: Collection[Role] | None = None,
+         allow_mfa_pending: bool = False) -> bool:
+    """Whether the API's access rule lets `principal` in."""
+    try:
+        check_access(principal, roles=roles, allow_mfa_pending=allow_mfa_pending,
+                     admin_mfa_required=request.app[keys.settings].admin_mfa_required)
+    except Forbidden:
+        return False
+    return True
+
+
+async def page_user(request: web.Request, *, roles: Collection[Role] | None = None,
+                    allow_mfa_pending: bool = False) -> Principal:
+    """The signed-in user a page is for, by the same rule as the API (`check_access`).
+
+    Anonymous visitors go to the login page (and come back here after it); a role the page is not for
+    gets a 404 page, so patients do not learn staff pages exist; an admin who still owes the second
+    factor is sent to set it up.
+    """
     principal = await session.page_principal(request)
     if principal is None:
-        raise web.HTTPFound("/login")
+        target = "/login" if request.path == "/" else "/login?next=" + quote(request.path_qs, safe="/")
+        raise web.HTTPFound(target) if request.method in ("GET", "HEAD") else web.HTTPSeeOther(target)
+    try:
+        check_access(principal, roles=roles, allow_mfa_pending=allow_mfa_pending,
+                     admin_mfa_required=request.app[keys.settings].admin_mfa_required)
+    except Forbidden as refused:
+        if refused.code == "mfa_required":
+            raise web.HTTPSeeOther("/account/mfa") from None
+        raise await _refusal(request, "not_found", status=404, back="/") from None
+    return principal
+
+
+async def home(request: web.Request) -> web.Response:
+    principal = await page_user(request, allow_mfa_pending=True)  # the banner leads to the second factor
     context: dict[str, Any] = {}
     async with tx(request) as db:
         context["profile"] = await people.profile(db, user_id=principal.user_id)
         if principal.role is Role.physician:
             physician = context["profile"].physician
             context["availability"] = await scheduling.weekly_availability(db, physician_id=physician.id)
-        if principal.role is Role.admin and principal.has_second_factor:
+        if _may(request, principal, roles={Role.admin}):
             context["users"] = await people.list_users(db, role=None, limit=200, offset=0,
                                                        ctx=audit_context(request), now=utcnow())
         if principal.role is Role.patient:
             context["physicians"] = await people.list_physicians(db)
-    context["needs_mfa"] = (principal.role is Role.admin and request.app[keys.settings].admin_mfa_required
-                            and not principal.has_second_factor)
+    context["needs_mfa"] = principal.role is Role.admin and not _may(request, principal)
     return await render(request, "home.html", context)
 
 
@@ -89,18 +175,30 @@ async def login_page(request: web.Request) -> web.Response:
                                                 "next": _safe_next(request.query.get("next"))})
 
 
+# Which message the login page shows for a problem from `sign_in` (anything else: the generic one).
+_LOGIN_ERRORS = {"too_many_requests": "too_many", "sign_in_unavailable": "unavailable"}
+
+
 async def login_submit(request: web.Request) -> web.Response:
     form = await _form(request)
     email, password, otp = form.get("email", "").strip(), form.get("password", ""), form.get("otp", "").strip()
     target = _safe_next(form.get("next"))
     context: dict[str, Any] = {"email": email, "ask_otp": bool(otp), "next": target}
+    try:  # the API's rules: lengths, the code's format, no control characters (PostgreSQL refuses NUL)
+        credentials = validate(LoginIn, {"email": email, "password": password, "otp": otp or None})
+    except ValidationFailed:  # the same message as a wrong password: nothing to learn from it
+        return await render(request, "login.html", {**context, "error": "invalid"}, status=422)
     try:
-        result = await sign_in(request, email=email, password=password, otp=otp or None)
+        result = await sign_in(request, email=credentials.email, password=credentials.password,
+                               otp=credentials.otp)
     except ProblemError as problem:
         if problem.code == "otp_required":
             return await render(request, "login.html", {**context, "ask_otp": True, "error": None}, status=401)
-        error = "too_many" if problem.status == 429 else "invalid"
-        return await render(request, "login.html", {**context, "error": error}, status=problem.status)
+        error = _LOGIN_ERRORS.get(problem.code, "invalid")
+        response = await render(request, "login.html", {**context, "error": error}, status=problem.status)
+        if "Retry-After" in problem.headers:
+            response.headers["Retry-After"] = problem.headers["Retry-After"]
+        return response
     session.remember_tokens(request, result.pair)
     raise web.HTTPSeeOther(target)
 
@@ -119,6 +217,11 @@ async def register_submit(request: web.Request) -> web.Response:
         errors = {e.field: e.message for e in field_errors(exc)}
         return await render(request, "register.html", {"values": values, "errors": errors}, status=422)
     try:
+        await allow_registration(request)  # the same per-address limit as the API
+    except ProblemError as problem:
+        return await render(request, "register.html", {"values": values, "errors": {"form": "too_many"}},
+                            status=problem.status)
+    try:
         async with tx(request) as db:
             await people.register_patient(db, passwords=request.app[keys.passwords], email=body.email,
                                           password=body.password, full_name=body.full_name,
@@ -127,13 +230,16 @@ async def register_submit(request: web.Request) -> web.Response:
     except people.EmailTaken:
         return await render(request, "register.html", {"values": values, "errors": {"email": "taken"}},
                             status=409)
-    result = await sign_in(request, email=body.email, password=body.password, otp=None)
+    try:
+        result = await sign_in(request, email=body.email, password=body.password, otp=None)
+    except ProblemError:  # throttled or the limiter is down: the account exists, so sign in by hand later
+        raise web.HTTPSeeOther("/login") from None
     session.remember_tokens(request, result.pair)
     raise web.HTTPSeeOther("/")
 
 
 async def logout_submit(request: web.Request) -> web.Response:
-    await _form(request)
+    await _form(request, back="/")
     principal = await session.page_principal(request)
     if principal is not None:
         async with tx(request) as db:
@@ -142,27 +248,23 @@ async def logout_submit(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther("/login")
 
 
-async def _staff(request: web.Request) -> Principal:
-    principal = await session.page_principal(request)
-    if principal is None:
-        raise web.HTTPFound("/login?next=" + request.path)
-    if principal.role is Role.patient:
-        raise web.HTTPNotFound()
-    return principal
+async def _mfa_state(request: web.Request, principal: Principal) -> dict[str, Any]:
+    """The second factor's page: on, or the pending secret to add (the same one until it is confirmed)."""
+    async with tx(request) as db:
+        found = await people.profile(db, user_id=principal.user_id)
+        if found.user.totp_enabled_at is not None:
+            return {"enrolment": None, "enabled": True}
+        enrolment = await auth_services.begin_totp(db, user_id=principal.user_id, totp_key=totp_key(request))
+    return {"enrolment": enrolment, "enabled": False}
 
 
 async def mfa_page(request: web.Request) -> web.Response:
-    principal = await _staff(request)
-    async with tx(request) as db:
-        found = await people.profile(db, user_id=principal.user_id)
-        enrolment = None
-        if found.user.totp_enabled_at is None:
-            enrolment = await auth_services.begin_totp(db, user_id=principal.user_id, totp_key=totp_key(request))
-    return await render(request, "mfa.html", {"enrolment": enrolment, "enabled": enrolment is None, "error": None})
+    principal = await page_user(request, roles=STAFF_ROLES, allow_mfa_pending=True)
+    return await render(request, "mfa.html", {**await _mfa_state(request, principal), "error": None})
 
 
 async def mfa_submit(request: web.Request) -> web.Response:
-    principal = await _staff(request)
+    principal = await page_user(request, roles=STAFF_ROLES, allow_mfa_pending=True)
     form = await _form(request)
     try:
         async with tx(request) as db:
@@ -170,19 +272,17 @@ async def mfa_submit(request: web.Request) -> web.Response:
                 db, issuer=request.app[keys.token_issuer], user_id=principal.user_id,
                 session_id=principal.session_id, code=form.get("code", "").strip(), totp_key=totp_key(request),
                 ctx=audit_context(request), now=utcnow())
-    except ProblemError as problem:
-        return await render(request, "mfa.html", {"enrolment": None, "enabled": False, "error": problem.code},
-                            status=problem.status)
+    except ProblemError as problem:  # show the secret again, so the user can simply try the next code
+        state = await _mfa_state(request, principal)
+        return await render(request, "mfa.html", {**state, "error": problem.code}, status=problem.status)
     session.remember_access_token(request, token)
     raise web.HTTPSeeOther("/")
 
 
 async def access_log_page(request: web.Request) -> web.Response:
-    principal = await session.page_principal(request)
-    if principal is None:
-        raise web.HTTPFound("/login?next=/access-log")
-    if principal.patient_id is None:
-        raise web.HTTPNotFound()
+    principal = await page_user(request, roles={Role.patient})
+    if principal.patient_id is None:  # a patient account always has its record; be safe anyway
+        raise await _refusal(request, "not_found", status=404, back="/")
     from server.audit import services as audit
 
     async with tx(request) as db:
@@ -192,16 +292,14 @@ async def access_log_page(request: web.Request) -> web.Response:
 
 
 async def set_language(request: web.Request) -> web.Response:
+    """Only the cookie: a GET (or HEAD, or a prefetch) changes nothing stored. The page choice beats the
+    account's language (`i18n.choose_locale`); the account's own setting is changed elsewhere, by a form."""
     lang = request.match_info["lang"]
     if lang not in i18n.LOCALES:
         raise web.HTTPNotFound()
     response = web.HTTPSeeOther(_safe_next(request.query.get("next")))
-    response.set_cookie(i18n.LANG_COOKIE, lang, max_age=365 * 86400, samesite="Strict", path="/", httponly=True)
-    principal = await session.page_principal(request)
-    if principal is not None:
-        async with tx(request) as db:
-            found = await people.profile(db, user_id=principal.user_id)
-            found.user.locale = lang
+    response.set_cookie(i18n.LANG_COOKIE, lang, max_age=365 * 86400, samesite="Strict", path="/", httponly=True,
+                        secure=is_secure(request))
     raise response
 
 
@@ -219,13 +317,13 @@ def setup(app: web.Application) -> None:
     # would present the spent one next time and end its own session.
     app.middlewares.insert(0, session.apply_cookies)
     app.router.add_static("/static/", HERE / "static", name="static", append_version=False)
-    app.router.add_get("/", home, name="home")
-    app.router.add_get("/login", login_page, name="login")
-    app.router.add_post("/login", login_submit)
-    app.router.add_get("/register", register_page, name="register")
-    app.router.add_post("/register", register_submit)
-    app.router.add_post("/logout", logout_submit, name="logout")
-    app.router.add_get("/account/mfa", mfa_page, name="mfa")
-    app.router.add_post("/account/mfa", mfa_submit)
-    app.router.add_get("/access-log", access_log_page, name="access_log")
-    app.router.add_get("/lang/{lang}", set_language, name="language")
+    app.router.add_get("/", _page(home), name="home")
+    app.router.add_get("/login", _page(login_page), name="login")
+    app.router.add_post("/login", _page(login_submit))
+    app.router.add_get("/register", _page(register_page), name="register")
+    app.router.add_post("/register", _page(register_submit))
+    app.router.add_post("/logout", _page(logout_submit), name="logout")
+    app.router.add_get("/account/mfa", _page(mfa_page), name="mfa")
+    app.router.add_post("/account/mfa", _page(mfa_submit))
+    app.router.add_get("/access-log", _page(access_log_page), name="access_log")
+    app.router.add_get("/lang/{lang}", _page(set_language), name="language")

@@ -91,7 +91,8 @@ async def page_principal(request: web.Request) -> Principal | None:
         if isinstance(result, TokenPair):
             remember_tokens(request, result)
             principal = await load_principal(request, result.access_token, via_cookie=True)
-        else:
+        elif result is not auth_services.RefreshRefused.raced:
+            # A race means another tab just renewed: its response carries the new cookies; keep them.
             forget_tokens(request)
     request[keys.PRINCIPAL] = principal
     return principal

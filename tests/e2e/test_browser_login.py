@@ -73,7 +73,7 @@ def test_patient_registers_signs_out_and_in_and_switches_language(live_server: s
     _sign_in(page, base)
     expect(page.get_by_test_id("greeting")).to_have_text(f"Здравствуйте, {NAME}")
 
-    # English, on this page and remembered for the account.
+    # English, on this page and remembered by this browser (a cookie; the account keeps its language).
     page.get_by_role("link", name="English").click()
     page.wait_for_url(f"{base}/")
     expect(page.locator("html")).to_have_attribute("lang", "en")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 import time
+import uuid
+from pathlib import Path
+from typing import Any
 
 import pyotp
 import pytest
@@ -12,12 +16,16 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
+from yarl import URL
 
 from server import keys
-from server.auth.models import Role
+from server.app import create_app
+from server.auth.models import Role, User
+from server.auth.throttle import ThrottleUnavailable
 from server.auth.tokens import decode_access_token
 from server.db.base import utcnow
 from server.http.principal import ACCESS_COOKIE, CSRF_COOKIE, REFRESH_COOKIE
+from tests.conftest import make_settings
 from tests.factories import PASSWORD, create_staff, register_patient
 from web import i18n
 
@@ -67,6 +75,35 @@ async def signed_in_patient(client: TestClient, full_name: str = "Anna Smirnova"
     response = await form_login(client, patient.email)
     assert response.status == 303, await response.text()
     return patient.email
+
+
+def throttle_down(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sign-in limiter's store cannot be reached: every sign-in step of the throttle raises."""
+    async def unavailable(*args: object, **kwargs: object) -> None:
+        raise ThrottleUnavailable()
+
+    throttle = client.app[keys.throttle]
+    patched = [name for name in ("retry_after", "attempt", "failed", "succeeded") if hasattr(throttle, name)]
+    assert patched, "the throttle has none of the sign-in methods this test knows"
+    for name in patched:
+        monkeypatch.setattr(throttle, name, unavailable)
+
+
+async def exhaust_sign_in(client: TestClient, email: str) -> None:
+    """Spend the account's sign-in attempts with wrong passwords, so the next attempt is refused."""
+    for _ in range(client.app[keys.settings].login_attempts_per_account):
+        assert (await form_login(client, email, "wrong password")).status == 401
+
+
+async def stored_locale(client: TestClient, user_id: str) -> str:
+    async with client.app[keys.sessions]() as db:
+        user = await db.get(User, uuid.UUID(user_id))
+        assert user is not None
+        return user.locale
+
+
+def assert_html(response: ClientResponse) -> None:
+    assert response.content_type == "text/html", response.content_type
 
 
 def register_form(token: str, **overrides: str) -> dict[str, str]:
@@ -150,9 +187,92 @@ async def test_login_submit_refuses_missing_or_wrong_csrf_token(client: TestClie
         data["csrf_token"] = submitted
     response = await client.post("/login", data=data, headers=EN, allow_redirects=False)
     assert response.status == 403
-    assert (await response.json())["code"] == "csrf_failed"
+    assert_html(response)
+    html = await response.text()
+    assert "The form has expired" in html
+    assert 'href="/login" data-testid="error-back"' in html
     assert not set(SESSION_COOKIES) & set(response.cookies)
     assert not set(SESSION_COOKIES) & set(jar(client))
+
+
+async def test_a_failed_csrf_check_explains_itself_in_the_page_language(client: TestClient) -> None:
+    await page_token(client)
+    response = await client.post("/login", data={"csrf_token": "stale", "email": "a@example.org",
+                                                 "password": PASSWORD}, headers=RU, allow_redirects=False)
+    assert response.status == 403
+    assert_html(response)
+    assert response.headers["Content-Language"] == "ru"
+    html = await response.text()
+    assert "Срок действия формы истёк" in html
+    assert "Открыть форму заново" in html
+    assert "The form has expired" not in html
+
+
+@pytest.mark.parametrize(("path", "back"), [("/register", "/register"), ("/logout", "/")])
+async def test_other_forms_answer_a_failed_csrf_check_with_a_page(client: TestClient, path: str,
+                                                                  back: str) -> None:
+    await page_token(client)
+    data = register_form("stale") if path == "/register" else {"csrf_token": "stale"}
+    response = await client.post(path, data=data, headers=EN, allow_redirects=False)
+    assert response.status == 403
+    assert_html(response)
+    html = await response.text()
+    assert "The form has expired" in html
+    assert f'href="{back}" data-testid="error-back"' in html
+    assert not set(SESSION_COOKIES) & set(jar(client))
+
+
+# --- what is not a form ------------------------------------------------------------------------------------------
+
+
+FORM_PATHS = ["/login", "/register", "/logout"]
+
+
+@pytest.mark.parametrize("path", FORM_PATHS)
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain", "application/octet-stream"])
+async def test_a_post_that_is_not_a_form_is_unsupported(client: TestClient, path: str, content_type: str) -> None:
+    token = await page_token(client)
+    response = await client.post(path, data=f'{{"csrf_token": "{token}"}}'.encode(),
+                                 headers={**EN, "Content-Type": content_type}, allow_redirects=False)
+    assert response.status == 415
+    assert (await response.json())["code"] == "unsupported_media_type"
+    assert not set(SESSION_COOKIES) & set(jar(client))
+
+
+@pytest.mark.parametrize("path", FORM_PATHS)
+@pytest.mark.parametrize(("content_type", "body"), [
+    ("application/x-www-form-urlencoded", b"email=\xff\xfe\xfd&password=x"),  # not UTF-8
+    ("application/x-www-form-urlencoded; charset=no-such-charset", b"email=a"),
+    ("multipart/form-data; boundary=XyZ", b"no boundary in here at all"),
+    ("multipart/form-data", b"--XyZ\r\nContent-Disposition: form-data; name=a\r\n\r\nb\r\n--XyZ--\r\n"),
+    ("multipart/form-data; boundary=XyZ", b"--XyZ\r\nContent-Type: text/plain\r\n\r\nno name\r\n--XyZ--\r\n"),
+    ("multipart/form-data; boundary=XyZ",
+     b"--XyZ\r\nContent-Disposition: form-data; name=email\r\nContent-Type: text/plain\r\n\r\n\xff\xfe\r\n--XyZ--\r\n"),
+    ("multipart/form-data; boundary=XyZ",
+     b"--XyZ\r\nContent-Disposition: form-data; name=email\r\nContent-Transfer-Encoding: rot13\r\n\r\nx\r\n"
+     b"--XyZ--\r\n"),
+])
+async def test_an_unreadable_form_is_a_bad_request(client: TestClient, path: str, content_type: str,
+                                                  body: bytes) -> None:
+    await page_token(client)
+    response = await client.post(path, data=body, headers={**EN, "Content-Type": content_type},
+                                 allow_redirects=False)
+    assert response.status == 400, await response.text()
+    assert (await response.json())["code"] == "malformed_body"
+    assert not set(SESSION_COOKIES) & set(jar(client))
+
+
+async def test_a_multipart_form_still_signs_in(client: TestClient) -> None:
+    patient = await register_patient(client, signed_in=False)
+    token = await page_token(client)
+    boundary = "formboundary42"
+    parts = "".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+                    for name, value in (("csrf_token", token), ("email", patient.email), ("password", PASSWORD)))
+    response = await client.post("/login", data=f"{parts}--{boundary}--\r\n".encode(),
+                                 headers={**EN, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+                                 allow_redirects=False)
+    assert response.status == 303, await response.text()
+    assert set(SESSION_COOKIES) <= set(jar(client))
 
 
 async def test_login_submit_refuses_a_token_without_its_cookie(client: TestClient) -> None:
@@ -261,7 +381,11 @@ async def test_home_renews_the_session_from_the_refresh_cookie(client: TestClien
     assert spent.status == 401
 
 
-async def test_home_with_a_spent_refresh_cookie_signs_out(client: TestClient) -> None:
+async def test_home_with_a_spent_refresh_cookie_signs_out(aiohttp_client: Any, tmp_path: Path,
+                                                          database_url: str) -> None:
+    """A refresh cookie spent earlier (outside the two-tabs race window) is reuse: the session ends."""
+    client: TestClient = await aiohttp_client(create_app(make_settings(tmp_path, database_url,
+                                                                       refresh_race_seconds=0)))
     await signed_in_patient(client)
     refresh = jar(client)[REFRESH_COOKIE]
     assert (await client.post("/api/v1/auth/refresh", json={"refresh_token": refresh})).status == 200
@@ -281,6 +405,9 @@ async def test_refusal_after_a_renewal_still_delivers_the_rotated_refresh_cookie
     response = await client.post("/account/mfa", data={"csrf_token": "wrong", "code": "123456"}, headers=EN,
                                  allow_redirects=False)
     assert response.status == 403
+    assert_html(response)
+    assert "Срок действия формы истёк" in await response.text()  # staff accounts default to Russian
+    assert 'href="/account/mfa" data-testid="error-back"' in await response.text()
     assert response.cookies[REFRESH_COOKIE].value != old_refresh
     assert (await client.get("/", headers=EN, allow_redirects=False)).status == 200
 
@@ -327,6 +454,57 @@ async def test_login_submit_with_bad_password_shows_the_generic_error(client: Te
     assert not set(SESSION_COOKIES) & set(jar(client))
 
 
+@pytest.mark.parametrize(("email", "password", "otp"), [
+    ("nul\x00@example.org", PASSWORD, None),
+    ("a" * 290 + "@example.org", PASSWORD, None),
+    ("ok@example.org", "p" * 300, None),
+    ("ok@example.org", "pass\x00word", None),
+    ("ok@example.org", PASSWORD, "12ab56"),
+])
+async def test_login_submit_with_invalid_input_shows_the_generic_error(client: TestClient, email: str,
+                                                                       password: str, otp: str | None) -> None:
+    await register_patient(client, email="ok@example.org", signed_in=False)
+    response = await form_login(client, email, password, otp=otp)
+    assert response.status == 422
+    assert_html(response)
+    html = await response.text()
+    assert 'data-testid="login-error"' in html
+    assert "The e-mail or password is wrong." in html
+    assert not set(SESSION_COOKIES) & set(jar(client))
+
+
+@pytest.mark.parametrize(("headers", "message", "not_shown"), [
+    (EN, "Signing in is temporarily unavailable. Try again in a minute.", "The e-mail or password is wrong."),
+    (RU, "Вход временно недоступен. Попробуйте снова через минуту.", "Неверная эл. почта или пароль."),
+])
+async def test_login_submit_says_when_signing_in_is_unavailable(client: TestClient, monkeypatch: pytest.MonkeyPatch,
+                                                                headers: dict[str, str], message: str,
+                                                                not_shown: str) -> None:
+    patient = await register_patient(client, signed_in=False)
+    throttle_down(client, monkeypatch)
+    data = {"csrf_token": await page_token(client), "email": patient.email, "password": PASSWORD, "next": "/"}
+    response = await client.post("/login", data=data, headers=headers, allow_redirects=False)
+    assert response.status == 503
+    assert_html(response)
+    assert response.headers["Retry-After"] == "30"
+    html = await response.text()
+    assert 'data-testid="login-error"' in html
+    assert message in html
+    assert not_shown not in html
+    assert not set(SESSION_COOKIES) & set(jar(client))
+
+
+async def test_login_submit_when_throttled_says_to_wait(client: TestClient) -> None:
+    patient = await register_patient(client, signed_in=False)
+    await exhaust_sign_in(client, patient.email)
+    response = await form_login(client, patient.email)
+    assert response.status == 429
+    assert int(response.headers["Retry-After"]) >= 1
+    html = await response.text()
+    assert "Too many failed attempts. Wait a few minutes and try again." in html
+    assert "The e-mail or password is wrong." not in html
+
+
 async def test_login_submit_asks_staff_with_a_second_factor_for_the_code(client: TestClient) -> None:
     staff = await create_staff(client, Role.physician, with_totp=True, full_name="Dr Olga Lebedeva",
                                signed_in=False)
@@ -354,6 +532,30 @@ async def test_register_submit_signs_the_new_patient_in(client: TestClient) -> N
     html = await (await client.get("/", headers=EN)).text()
     assert "Hello, Ivan Petrov" in html
     assert "+79161234567" in html
+
+
+async def test_register_submit_sends_to_login_when_the_limiter_is_down(client: TestClient,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    token = await page_token(client, "/register")
+    throttle_down(client, monkeypatch)
+    response = await client.post("/register", data=register_form(token), headers=EN, allow_redirects=False)
+    assert response.status == 303
+    assert response.headers["Location"] == "/login"
+    assert not set(SESSION_COOKIES) & set(jar(client))
+    monkeypatch.undo()  # the limiter is back: the account was created, and signs in
+    assert (await form_login(client, "ivan.petrov@example.org")).status == 303
+    assert "Hello, Ivan Petrov" in await (await client.get("/", headers=EN)).text()
+
+
+async def test_register_submit_sends_to_login_when_signing_in_is_throttled(client: TestClient) -> None:
+    await exhaust_sign_in(client, "ivan.petrov@example.org")  # before the account even exists
+    token = await page_token(client, "/register")
+    response = await client.post("/register", data=register_form(token), headers=EN, allow_redirects=False)
+    assert response.status == 303
+    assert response.headers["Location"] == "/login"
+    assert not set(SESSION_COOKIES) & set(jar(client))
+    again = await client.post("/register", data=register_form(token), headers=EN, allow_redirects=False)
+    assert again.status == 409  # the account exists
 
 
 async def test_register_submit_with_invalid_phone_shows_the_field_error(client: TestClient) -> None:
@@ -422,14 +624,41 @@ async def test_language_link_rejects_an_unknown_language(client: TestClient) -> 
     assert "telemed_lang" not in response.cookies
 
 
-async def test_language_link_saves_the_choice_on_the_account(client: TestClient) -> None:
-    await signed_in_patient(client, full_name="Anna Smirnova")
+async def test_language_link_changes_the_page_but_not_the_account(client: TestClient) -> None:
+    patient = await register_patient(client, full_name="Anna Smirnova", signed_in=False)
+    assert (await form_login(client, patient.email)).status == 303
     assert (await client.get("/", headers=RU)).headers["Content-Language"] == "en"  # registered in English
-    await client.get("/lang/ru", params={"next": "/"}, headers=EN, allow_redirects=False)
-    forget_cookie(client, "telemed_lang")  # another browser of the same account
+    response = await client.get("/lang/ru", params={"next": "/"}, headers=EN, allow_redirects=False)
+    assert response.status == 303
     home = await client.get("/", headers=EN)
-    assert home.headers["Content-Language"] == "ru"
+    assert home.headers["Content-Language"] == "ru"  # the page choice beats the account's language
     assert "Здравствуйте, Anna Smirnova" in await home.text()
+    assert await stored_locale(client, patient.user_id) == "en"  # a GET stores nothing
+    forget_cookie(client, "telemed_lang")  # another browser of the same account
+    other = await client.get("/", headers=RU)
+    assert other.headers["Content-Language"] == "en"
+    assert "Hello, Anna Smirnova" in await other.text()
+
+
+async def test_language_link_head_sets_only_the_cookie(client: TestClient) -> None:
+    patient = await register_patient(client, signed_in=False)
+    assert (await form_login(client, patient.email)).status == 303
+    response = await client.head("/lang/ru", params={"next": "/"}, allow_redirects=False)
+    assert response.status == 303
+    assert response.cookies["telemed_lang"].value == "ru"
+    assert not set(SESSION_COOKIES) & set(response.cookies)
+    assert await stored_locale(client, patient.user_id) == "en"
+
+
+async def test_language_link_switches_a_staff_page_to_english(client: TestClient) -> None:
+    staff = await create_staff(client, Role.physician, full_name="Dr Olga Lebedeva", signed_in=False)
+    assert (await form_login(client, staff.email)).status == 303
+    assert "Здравствуйте, Dr Olga Lebedeva" in await (await client.get("/", headers=EN)).text()
+    await client.get("/lang/en", params={"next": "/"}, allow_redirects=False)
+    home = await client.get("/", headers=RU)
+    assert home.headers["Content-Language"] == "en"
+    assert "Hello, Dr Olga Lebedeva" in await home.text()
+    assert await stored_locale(client, staff.user_id) == "ru"
 
 
 # --- the second factor and the admin banner ----------------------------------------------------------------------
@@ -448,13 +677,16 @@ async def test_mfa_page_enables_the_factor_for_a_correct_code(client: TestClient
     assert page.status == 200
     html = await page.text()
     secret = _mfa_secret(html)
+    assert _mfa_secret(await (await client.get("/account/mfa", headers=EN)).text()) == secret  # a reload
     totp = pyotp.TOTP(secret)
     near = {totp.at(time.time() + offset) for offset in (-60, -30, 0, 30, 60)}
     wrong = next(code for code in ("000000", "111111", "222222") if code not in near)
     refused = await client.post("/account/mfa", data={"csrf_token": form_token(html), "code": wrong},
                                 headers=EN, allow_redirects=False)
     assert refused.status == 422
-    assert "Код не подходит." in await refused.text()  # staff accounts default to Russian
+    refused_html = await refused.text()
+    assert "Код не подходит." in refused_html  # staff accounts default to Russian
+    assert _mfa_secret(refused_html) == secret  # shown again, so the next code can simply be tried
     access_before = jar(client)[ACCESS_COOKIE]
     accepted = await client.post("/account/mfa", data={"csrf_token": form_token(html), "code": totp.now()},
                                  headers=EN, allow_redirects=False)
@@ -475,6 +707,43 @@ async def test_mfa_page_is_not_for_patients(client: TestClient) -> None:
     await signed_in_patient(client)
     response = await client.get("/account/mfa", headers=EN, allow_redirects=False)
     assert response.status == 404
+    assert_html(response)
+    assert "Page not found" in await response.text()
+    token = await page_token(client, "/")
+    posted = await client.post("/account/mfa", data={"csrf_token": token, "code": "123456"}, headers=EN,
+                               allow_redirects=False)
+    assert posted.status == 404
+
+
+async def test_mfa_submit_sends_anonymous_visitors_to_login(client: TestClient) -> None:
+    token = await page_token(client)
+    response = await client.post("/account/mfa", data={"csrf_token": token, "code": "123456"}, headers=EN,
+                                 allow_redirects=False)
+    assert response.status == 303
+    assert response.headers["Location"] == "/login?next=/account/mfa"
+
+
+async def test_access_log_is_for_patients_only(client: TestClient) -> None:
+    await signed_in_patient(client)
+    page = await client.get("/access-log", headers=EN)
+    assert page.status == 200
+    assert 'data-testid="access-log"' in await page.text()
+    client.session.cookie_jar.clear()
+    physician = await create_staff(client, Role.physician, signed_in=False)
+    assert (await form_login(client, physician.email)).status == 303
+    refused = await client.get("/access-log", headers=EN, allow_redirects=False)
+    assert refused.status == 404
+    assert_html(refused)
+
+
+async def test_access_log_sends_anonymous_visitors_to_login_and_back(client: TestClient) -> None:
+    response = await client.get("/access-log?from=home&page=2", headers=EN, allow_redirects=False)
+    assert response.status == 302
+    location = URL(response.headers["Location"])
+    assert location.path == "/login"
+    assert dict(location.query) == {"next": "/access-log?from=home&page=2"}  # the query stays with it
+    login = await client.get(response.headers["Location"], headers=EN)
+    assert 'name="next" value="/access-log?from=home&amp;page=2"' in await login.text()
 
 
 async def test_mfa_page_sends_anonymous_visitors_to_login(client: TestClient) -> None:
@@ -501,3 +770,44 @@ async def test_home_lists_accounts_for_an_admin_with_second_factor(client: TestC
     assert 'data-testid="mfa-banner"' not in html
     assert 'data-testid="users"' in html
     assert admin.email in html
+
+
+async def test_admin_home_follows_the_api_rule_when_the_second_factor_is_not_required(
+        aiohttp_client: Any, tmp_path: Path, database_url: str) -> None:
+    """`check_access` decides, as for the API: with the requirement off, an admin's listing needs no factor."""
+    client: TestClient = await aiohttp_client(create_app(make_settings(tmp_path, database_url,
+                                                                       admin_mfa_required=False)))
+    admin = await create_staff(client, Role.admin, signed_in=False)
+    assert (await form_login(client, admin.email)).status == 303
+    html = await (await client.get("/", headers=EN)).text()
+    assert 'data-testid="mfa-banner"' not in html
+    assert 'data-testid="users"' in html
+    assert admin.email in html
+
+
+async def test_two_tabs_renewing_at_once_stay_signed_in(client: TestClient) -> None:
+    """Both tabs present the same refresh cookie: one renews, and the other must not clear the cookies."""
+    await signed_in_patient(client)
+    forget_cookie(client, ACCESS_COOKIE)
+    first, second = await asyncio.gather(client.get("/", headers=EN, allow_redirects=False),
+                                         client.get("/", headers=EN, allow_redirects=False))
+    assert sorted([first.status, second.status]) == [200, 302]
+    loser = first if first.status == 302 else second
+    assert REFRESH_COOKIE not in loser.cookies  # nothing cleared: the winner's new cookies stand
+    assert (await client.get("/", headers=EN, allow_redirects=False)).status == 200
+
+
+async def test_register_page_has_the_same_per_address_limit_as_the_api(aiohttp_client: Any, tmp_path: Path,
+                                                                        database_url: str) -> None:
+    client: TestClient = await aiohttp_client(create_app(make_settings(tmp_path, database_url,
+                                                                       registrations_per_ip_per_hour=1)))
+    token = await page_token(client, "/register")
+    first = await client.post("/register", data=register_form(token, email="one@example.org"), headers=EN,
+                              allow_redirects=False)
+    assert first.status == 303
+    client.session.cookie_jar.clear()
+    token = await page_token(client, "/register")
+    second = await client.post("/register", data=register_form(token, email="two@example.org"), headers=EN,
+                               allow_redirects=False)
+    assert second.status == 429
+    assert 'data-testid="error-form"' in await second.text()

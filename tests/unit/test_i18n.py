@@ -7,9 +7,20 @@ from aiohttp.test_utils import make_mocked_request
 from web.i18n import choose_locale, translations
 
 
-def test_locale_account_beats_cookie_and_browser() -> None:
-    request = make_mocked_request("GET", "/", headers={"Accept-Language": "en", "Cookie": "telemed_lang=en"})
+def test_locale_page_choice_beats_account_and_browser() -> None:
+    request = make_mocked_request("GET", "/", headers={"Accept-Language": "ru", "Cookie": "telemed_lang=en"})
+    assert choose_locale(request, account_locale="ru", default="ru") == "en"
+
+
+def test_locale_account_beats_browser_without_a_page_choice() -> None:
+    request = make_mocked_request("GET", "/", headers={"Accept-Language": "en"})
     assert choose_locale(request, account_locale="ru", default="en") == "ru"
+
+
+def test_locale_ignores_an_unknown_page_choice() -> None:
+    request = make_mocked_request("GET", "/", headers={"Accept-Language": "en", "Cookie": "telemed_lang=de"})
+    assert choose_locale(request, account_locale="ru", default="en") == "ru"
+    assert choose_locale(request, account_locale=None, default="ru") == "en"
 
 
 def test_locale_from_accept_language_by_quality() -> None:
