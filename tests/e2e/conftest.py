@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +16,8 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import BrowserContext, Playwright, sync_playwright
+
+from tests.services import free_port, stop
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -37,12 +37,6 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _ready_status(port: int) -> int | None:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
     try:
@@ -54,20 +48,10 @@ def _ready_status(port: int) -> int | None:
         connection.close()
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @pytest.fixture
 def live_server(tmp_path: Path, database_url: str) -> Iterator[str]:
     """`python -m server serve` on a free port of 127.0.0.1, on this test's database; yields its base URL."""
-    port = _free_port()
+    port = free_port()
     data_dir = tmp_path / "server-var"
     log_path = tmp_path / "server.log"
     # Nothing from the developer's TELEMED_* variables or a `.env` (read from the working folder) leaks in.
@@ -99,7 +83,7 @@ def live_server(tmp_path: Path, database_url: str) -> Iterator[str]:
             time.sleep(0.1)
         yield f"http://127.0.0.1:{port}"
     finally:
-        _stop(process)
+        stop(process, timeout=10)
 
 
 @pytest.fixture
