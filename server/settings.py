@@ -62,12 +62,33 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=1_048_576, ge=1024)
     trust_forwarded_headers: bool = False
 
+    # Scheduling
+    booking_weeks_ahead: int = Field(default=4, ge=1, le=26)
+    booking_cutoff_minutes: int = Field(default=120, ge=0)  # cancel or reschedule up to this long before
+    checkin_opens_minutes: int = Field(default=15, ge=0, le=120)
+    no_show_grace_minutes: int = Field(default=15, ge=1, le=120)
+    complaint_max_chars: int = Field(default=1000, ge=100, le=5000)
+    clinic_name: str = "Telemed clinic"
+
+    # Notifications: e-mail through SMTP, or (no host set) .eml files in <data_dir>/outbox for development
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_starttls: bool = True
+    smtp_tls: bool = False  # implicit TLS (port 465)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    mail_from: str = "Telemed clinic <no-reply@clinic.example>"
+    # SMS through an HTTP webhook of your gateway, or (no URL set) files in <data_dir>/outbox
+    sms_webhook_url: str | None = None
+    sms_webhook_token: SecretStr | None = None
+
     log_format: str | None = None  # "json" or "console"; json in production by default
     log_level: str = "INFO"
     audit_checkpoint_interval_seconds: int = Field(default=300, ge=5)
     start_worker: bool = True
 
     @field_validator("database_url", "broker_url", "jwt_private_key", "master_key", "audit_key", "log_format",
+                     "smtp_host", "smtp_username", "smtp_password", "sms_webhook_url", "sms_webhook_token",
                      mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -104,6 +125,10 @@ class Settings(BaseSettings):
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.data_dir.chmod(0o700)
         return self.data_dir
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
 
     @property
     def keys_dir(self) -> Path:
