@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, String, false, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.db.base import Base, utcnow, uuid_pk
@@ -19,6 +19,9 @@ class Patient(Base):
     birth_date: Mapped[dt.date]
     phone: Mapped[str] = mapped_column(String(20))  # E.164
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # The patient chooses how to be reminded; e-mail on by default, SMS on request.
+    notify_email: Mapped[bool] = mapped_column(default=True, server_default=true())
+    notify_sms: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class Physician(Base):
