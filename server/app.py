@@ -27,11 +27,14 @@ from server.http.routing import registered_endpoints
 from server.keyring import load_key_material
 from server.observability import create_metrics
 from server.people import api as people_api
+from server.scheduling import api as scheduling_api
+from server.scheduling import schedule_api
+from server.scheduling.live import WaitingRoomBus
 from server.settings import Settings
 
 log = structlog.get_logger("telemed.app")
 VERSION = "0.1.0"
-ROUTERS = (auth_api.router, people_api.router, audit_api.router)
+ROUTERS = (auth_api.router, people_api.router, audit_api.router, scheduling_api.router, schedule_api.router)
 _head_revision = web.AppKey("head_revision", str)
 _openapi: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 
@@ -116,6 +119,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
                                        window_seconds=settings.login_window_seconds,
                                        registrations_per_ip=settings.registrations_per_ip_per_hour)
     app[keys.metrics] = create_metrics()
+    app[keys.waiting_room] = WaitingRoomBus()
     head = ScriptDirectory.from_config(alembic_config(settings.resolved_database_url)).get_current_head()
     app[_head_revision] = head or ""
     app.cleanup_ctx.append(database)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from server.auth.throttle import LoginThrottle
     from server.http.principal import Principal
     from server.observability import Metrics
+    from server.scheduling.live import WaitingRoomBus
 
 settings = web.AppKey("settings", Settings)
 key_material = web.AppKey("key_material", KeyMaterial)
@@ -25,6 +26,7 @@ read_sessions = web.AppKey("read_sessions", async_sessionmaker[AsyncSession])
 passwords = web.AppKey("passwords", Passwords)
 token_issuer = web.AppKey("token_issuer", TokenIssuer)
 throttle: web.AppKey[LoginThrottle] = web.AppKey("throttle")
+waiting_room: web.AppKey[WaitingRoomBus] = web.AppKey("waiting_room")
 metrics: web.AppKey[Metrics] = web.AppKey("metrics")
 
 # Per-request values (request[...]).

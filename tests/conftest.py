@@ -50,7 +50,8 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
         "argon2_memory_kib": 1024,
         "argon2_parallelism": 1,
         "rate_limit_storage_url": "async+memory://",
-        "registrations_per_ip_per_hour": 1000,  # tests register many patients from 127.0.0.1
+        "registrations_per_ip_per_hour": 1000,  # tests register and sign in many users from 127.0.0.1
+        "login_attempts_per_ip": 1000,
         "log_format": "console",
         "log_level": "WARNING",
         "start_worker": False,

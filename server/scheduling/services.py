@@ -1,19 +1,313 @@
-"""Reading and changing physicians' schedules."""
+"""A consultation's life: booking with screening, changes, check-in, admission, the end, no-shows.
+
+Refusals that must leave a trace (a red flag at booking or check-in) are returned, not raised, so the
+caller commits the recorded event before answering.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.scheduling.models import WeeklyAvailability
+from server.audit import services as audit
+from server.audit.services import AuditContext
+from server.auth.models import Role
+from server.http.problems import FieldError, NotFound, ValidationFailed
+from server.people.models import Patient, Physician
+from server.scheduling import availability, conditions, outbox, rules
+from server.scheduling.models import (
+    RELEASED_STATUSES,
+    Consultation,
+    ConsultationKind,
+    ConsultationStatus,
+    Questionnaire,
+    ScreeningEvent,
+    ScreeningStage,
+)
+from server.scheduling.problems import (
+    CheckinClosed,
+    IllegalStatusChange,
+    KindNotAllowed,
+    OverlappingConsultation,
+    SlotTaken,
+    SlotUnavailable,
+    TooLateToChange,
+)
+from server.scheduling.screening import AnswerError, QuestionnaireDefinition, Rule, RuleKind, evaluate, validate_answers
+
+CHECKIN_QUESTIONNAIRE = "checkin"
 
 
-async def weekly_availability(session: AsyncSession, *, physician_id: uuid.UUID) -> list[WeeklyAvailability]:
-    """A physician's recurring hours, Monday first, in their own time zone."""
-    rows = await session.scalars(
-        select(WeeklyAvailability).where(WeeklyAvailability.physician_id == physician_id)
-        .order_by(WeeklyAvailability.weekday, WeeklyAvailability.start_time)
-    )
-    return list(rows.all())
+@dataclass(frozen=True)
+class Viewer:
+    """Who acts on a consultation, with the ids that decide what they may see."""
+
+    user_id: uuid.UUID
+    role: Role
+    patient_id: uuid.UUID | None = None
+    physician_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The clinic's time rules, from settings."""
+
+    weeks_ahead: int = 4
+    cutoff: dt.timedelta = dt.timedelta(hours=2)
+    checkin_opens: dt.timedelta = dt.timedelta(minutes=15)
+    no_show_grace: dt.timedelta = dt.timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class ScreeningRefusal:
+    """The booking or check-in was stopped; `event` is recorded for the clinic."""
+
+    event: ScreeningEvent
+    rules: list[Rule]
+
+    @property
+    def red_flag(self) -> bool:
+        return any(rule.kind is RuleKind.red_flag for rule in self.rules)
+
+
+def _screen(questionnaire: Questionnaire, answers: dict[str, Any]) -> tuple[dict[str, Any], list[Rule]]:
+    definition = QuestionnaireDefinition.model_validate(questionnaire.definition)
+    try:
+        clean = validate_answers(definition, answers)
+    except AnswerError as error:
+        field = f"answers.{error.field}"
+        raise ValidationFailed(f"{field}: {error.message}", errors=[
+            FieldError(field=field, message=error.message, type="screening_answer")]) from None
+    return clean, evaluate(definition, clean)
+
+
+async def _record_stop(session: AsyncSession, *, patient_id: uuid.UUID, physician_id: uuid.UUID | None,
+                       consultation_id: uuid.UUID | None, questionnaire: Questionnaire, stage: ScreeningStage,
+                       triggered: list[Rule], answers: dict[str, Any], ctx: AuditContext,
+                       now: dt.datetime) -> ScreeningRefusal:
+    kind = RuleKind.red_flag if any(r.kind is RuleKind.red_flag for r in triggered) else RuleKind.in_person
+    event = ScreeningEvent(patient_id=patient_id, physician_id=physician_id, consultation_id=consultation_id,
+                           questionnaire_id=questionnaire.id, stage=stage, rule_ids=[r.id for r in triggered],
+                           kind=kind.value, answers=answers, at=now)
+    session.add(event)
+    await session.flush()
+    await audit.record(session, ctx=ctx, action=f"screening.{kind.value}", object_type="screening_event",
+                       object_id=event.id, subject_patient_id=patient_id, detail={"stage": stage.value}, now=now)
+    return ScreeningRefusal(event, triggered)
+
+
+async def _slot_for(session: AsyncSession, physician: Physician, starts_at: dt.datetime, *, now: dt.datetime,
+                    weeks: int) -> rules.SlotTime:
+    slots = await availability.schedule_slots(session, physician_id=physician.id, zone=ZoneInfo(physician.time_zone),
+                                              now=now, weeks=weeks)
+    slot = rules.covers(slots, starts_at.astimezone(dt.UTC))
+    if slot is None:
+        raise SlotUnavailable(errors=[FieldError(field="starts_at", message="not a free time of this physician",
+                                                 type="slot_unavailable")])
+    return slot
+
+
+async def _check_overlap(session: AsyncSession, *, patient_id: uuid.UUID, slot: rules.SlotTime,
+                         ignore: uuid.UUID | None = None) -> None:
+    # Lock the patient's row: two bookings of one patient then run one after the other (PostgreSQL;
+    # SQLite's writers are serialised already), so the overlap check cannot be raced.
+    await session.execute(select(Patient.id).where(Patient.id == patient_id).with_for_update())
+    query = select(Consultation.id).where(
+        Consultation.patient_id == patient_id, Consultation.status.not_in(RELEASED_STATUSES),
+        Consultation.starts_at < slot.ends_at, Consultation.ends_at > slot.starts_at)
+    if ignore is not None:
+        query = query.where(Consultation.id != ignore)
+    if (await session.scalars(query)).first() is not None:
+        raise OverlappingConsultation()
+
+
+async def _insert_holding_slot(session: AsyncSession, consultation: Consultation) -> None:
+    """Flush in a savepoint: the partial unique index turns a lost race into a clean 409."""
+    try:
+        async with session.begin_nested():
+            session.add(consultation)
+            await session.flush()
+    except IntegrityError:
+        raise SlotTaken() from None
+
+
+async def book(session: AsyncSession, *, patient_id: uuid.UUID, physician_id: uuid.UUID, starts_at: dt.datetime,
+               condition_code: str, kind: ConsultationKind, answers: dict[str, Any], complaint: str,
+               ctx: AuditContext, now: dt.datetime, windows: Windows) -> Consultation | ScreeningRefusal:
+    """Screen, then book the slot for the patient; one booking per slot whatever the concurrency."""
+    condition = await conditions.current_condition(session, condition_code)
+    prior = await conditions.has_prior_diagnosis(session, patient_id=patient_id, condition_code=condition_code) \
+        if kind is ConsultationKind.repeat else False
+    reason = rules.kind_allowed(kind, allows_primary=condition.allows_primary, allows_repeat=condition.allows_repeat,
+                                has_prior_diagnosis=prior)
+    if reason is not None:
+        raise KindNotAllowed(code=reason, errors=[FieldError(field="kind", message=reason.replace("_", " "),
+                                                             type=reason)])
+    questionnaire = await conditions.current_questionnaire(session, condition.questionnaire_code)
+    clean, triggered = _screen(questionnaire, answers)
+    doctor, _ = await availability.physician(session, physician_id)
+    if triggered:
+        return await _record_stop(session, patient_id=patient_id, physician_id=physician_id, consultation_id=None,
+                                  questionnaire=questionnaire, stage=ScreeningStage.booking, triggered=triggered,
+                                  answers=clean, ctx=ctx, now=now)
+    slot = await _slot_for(session, doctor, starts_at, now=now, weeks=windows.weeks_ahead)
+    await _check_overlap(session, patient_id=patient_id, slot=slot)
+    if ctx.actor_user_id is None:
+        raise ValueError("a booking is made by someone")
+    consultation = Consultation(patient_id=patient_id, physician_id=physician_id, condition_id=condition.id,
+                                kind=kind, starts_at=slot.starts_at, ends_at=slot.ends_at, complaint=complaint,
+                                questionnaire_id=questionnaire.id, screening_answers=clean,
+                                booked_by_user_id=ctx.actor_user_id, created_at=now)
+    await _insert_holding_slot(session, consultation)
+    await audit.record(session, ctx=ctx, action="consultation.booked", object_type="consultation",
+                       object_id=consultation.id, subject_patient_id=patient_id, detail={"kind": kind.value}, now=now)
+    await outbox.enqueue(session, consultation=consultation, kind="booked", now=now)
+    return consultation
+
+
+async def load(session: AsyncSession, consultation_id: uuid.UUID, viewer: Viewer) -> Consultation:
+    """The consultation if this viewer may see it; otherwise 404, exactly as if it did not exist."""
+    consultation = await session.get(Consultation, consultation_id)
+    if consultation is None or not may_see(consultation, viewer):
+        raise NotFound()
+    return consultation
+
+
+def may_see(consultation: Consultation, viewer: Viewer) -> bool:
+    if viewer.role is Role.admin:
+        return True
+    if viewer.role is Role.patient:
+        return consultation.patient_id == viewer.patient_id
+    if viewer.role is Role.physician:
+        return consultation.physician_id == viewer.physician_id
+    return False  # QA experts see consultations through their assigned reviews (a later issue)
+
+
+def _move(consultation: Consultation, target: ConsultationStatus) -> None:
+    try:
+        consultation.status = rules.transition(consultation.status, target)
+    except rules.IllegalTransition as exc:
+        raise IllegalStatusChange(str(exc)) from None
+
+
+async def cancel(session: AsyncSession, *, consultation_id: uuid.UUID, viewer: Viewer, ctx: AuditContext,
+                 now: dt.datetime, windows: Windows) -> Consultation:
+    consultation = await load(session, consultation_id, viewer)
+    if viewer.role is Role.patient and not rules.may_change_booking(consultation.starts_at, now=now,
+                                                                    cutoff=windows.cutoff):
+        raise TooLateToChange()
+    _move(consultation, ConsultationStatus.cancelled)
+    consultation.cancelled_at, consultation.cancelled_by_user_id = now, viewer.user_id
+    consultation.sequence += 1
+    await audit.record(session, ctx=ctx, action="consultation.cancelled", object_type="consultation",
+                       object_id=consultation.id, subject_patient_id=consultation.patient_id, now=now)
+    await outbox.enqueue(session, consultation=consultation, kind="cancelled", now=now)
+    return consultation
+
+
+async def reschedule(session: AsyncSession, *, consultation_id: uuid.UUID, starts_at: dt.datetime, viewer: Viewer,
+                     ctx: AuditContext, now: dt.datetime, windows: Windows) -> Consultation:
+    """Move a scheduled consultation to another free slot of the same physician."""
+    consultation = await load(session, consultation_id, viewer)
+    if consultation.status is not ConsultationStatus.scheduled:
+        raise IllegalStatusChange(f"a {consultation.status.value} consultation cannot be moved")
+    if viewer.role is Role.patient and not rules.may_change_booking(consultation.starts_at, now=now,
+                                                                    cutoff=windows.cutoff):
+        raise TooLateToChange()
+    doctor = await session.get(Physician, consultation.physician_id)
+    if doctor is None:
+        raise NotFound()
+    slot = await _slot_for(session, doctor, starts_at, now=now, weeks=windows.weeks_ahead)
+    await _check_overlap(session, patient_id=consultation.patient_id, slot=slot, ignore=consultation.id)
+    try:
+        async with session.begin_nested():
+            consultation.starts_at, consultation.ends_at = slot.starts_at, slot.ends_at
+            consultation.sequence += 1
+            consultation.needs_reschedule = False
+            await session.flush()
+    except IntegrityError:
+        raise SlotTaken() from None
+    await audit.record(session, ctx=ctx, action="consultation.rescheduled", object_type="consultation",
+                       object_id=consultation.id, subject_patient_id=consultation.patient_id, now=now)
+    await outbox.enqueue(session, consultation=consultation, kind="changed", now=now)
+    return consultation
+
+
+async def check_in(session: AsyncSession, *, consultation_id: uuid.UUID, viewer: Viewer, answers: dict[str, Any],
+                   device_check: dict[str, Any], ctx: AuditContext, now: dt.datetime,
+                   windows: Windows) -> Consultation | ScreeningRefusal:
+    """The patient enters the waiting room after a short repeat screening and the device check."""
+    consultation = await load(session, consultation_id, viewer)
+    if viewer.role is not Role.patient:
+        raise NotFound()
+    if consultation.status is ConsultationStatus.waiting:  # checking in again refreshes the device check
+        consultation.device_check = device_check
+        return consultation
+    if not rules.checkin_open(consultation.starts_at, now=now, opens_before=windows.checkin_opens,
+                              grace=windows.no_show_grace):
+        raise CheckinClosed()
+    questionnaire = await conditions.current_questionnaire(session, CHECKIN_QUESTIONNAIRE)
+    clean, triggered = _screen(questionnaire, answers)
+    if triggered:
+        _move(consultation, ConsultationStatus.refused)
+        consultation.checkin_answers, consultation.checkin_questionnaire_id = clean, questionnaire.id
+        return await _record_stop(session, patient_id=consultation.patient_id,
+                                  physician_id=consultation.physician_id, consultation_id=consultation.id,
+                                  questionnaire=questionnaire, stage=ScreeningStage.checkin, triggered=triggered,
+                                  answers=clean, ctx=ctx, now=now)
+    _move(consultation, ConsultationStatus.waiting)
+    consultation.checked_in_at = now
+    consultation.checkin_answers, consultation.checkin_questionnaire_id = clean, questionnaire.id
+    consultation.device_check = device_check
+    await audit.record(session, ctx=ctx, action="consultation.checked_in", object_type="consultation",
+                       object_id=consultation.id, subject_patient_id=consultation.patient_id, now=now)
+    return consultation
+
+
+async def admit(session: AsyncSession, *, consultation_id: uuid.UUID, viewer: Viewer, ctx: AuditContext,
+                now: dt.datetime) -> Consultation:
+    """The physician lets a waiting patient in: what later allows the call to start."""
+    consultation = await load(session, consultation_id, viewer)
+    if viewer.role is not Role.physician:
+        raise NotFound()
+    _move(consultation, ConsultationStatus.in_call)
+    consultation.admitted_at = now
+    await audit.record(session, ctx=ctx, action="consultation.admitted", object_type="consultation",
+                       object_id=consultation.id, subject_patient_id=consultation.patient_id, now=now)
+    return consultation
+
+
+async def finish(session: AsyncSession, *, consultation_id: uuid.UUID, viewer: Viewer, ctx: AuditContext,
+                 now: dt.datetime) -> Consultation:
+    """The physician ends the consultation (the call issue will also end it when the call ends)."""
+    consultation = await load(session, consultation_id, viewer)
+    if viewer.role is not Role.physician:
+        raise NotFound()
+    _move(consultation, ConsultationStatus.completed)
+    consultation.ended_at = now
+    await audit.record(session, ctx=ctx, action="consultation.completed", object_type="consultation",
+                       object_id=consultation.id, subject_patient_id=consultation.patient_id, now=now)
+    return consultation
+
+
+async def mark_no_shows(session: AsyncSession, *, now: dt.datetime, windows: Windows) -> list[uuid.UUID]:
+    """Scheduled consultations nobody checked in to by the end of the grace period become no-shows."""
+    due = (await session.scalars(select(Consultation).where(
+        Consultation.status == ConsultationStatus.scheduled,
+        Consultation.starts_at < now - windows.no_show_grace).with_for_update(skip_locked=True))).all()
+    marked = []
+    for consultation in due:
+        if rules.is_no_show(consultation.status, consultation.starts_at, now=now, grace=windows.no_show_grace):
+            _move(consultation, ConsultationStatus.no_show)
+            marked.append(consultation.id)
+            await audit.record(session, ctx=AuditContext(actor_role="system"), action="consultation.no_show",
+                               object_type="consultation", object_id=consultation.id,
+                               subject_patient_id=consultation.patient_id, now=now)
+    return marked
