@@ -9,7 +9,8 @@ from server.settings import Settings
 
 def create_celery(settings: Settings | None = None) -> Celery:
     settings = settings or Settings()
-    app = Celery("telemed", broker=settings.resolved_broker_url, include=["server.audit.tasks"])
+    app = Celery("telemed", broker=settings.resolved_broker_url,
+                 include=["server.audit.tasks", "server.scheduling.tasks"])
     app.conf.update(
         task_ignore_result=True,
         task_acks_late=True,
@@ -19,6 +20,8 @@ def create_celery(settings: Settings | None = None) -> Celery:
         timezone="UTC",
         enable_utc=True,
         beat_schedule={
+            "notifications": {"task": "server.scheduling.tasks.send_notifications", "schedule": 30.0},
+            "no-shows": {"task": "server.scheduling.tasks.mark_no_shows", "schedule": 60.0},
             "audit-checkpoint": {
                 "task": "server.audit.tasks.write_audit_checkpoint",
                 "schedule": float(settings.audit_checkpoint_interval_seconds),

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,6 +12,11 @@ from server.db.engine import create_engine, create_read_sessionmaker, create_ses
 from server.settings import Settings
 
 T = TypeVar("T")
+
+
+def run_async(work: Callable[[Settings], Coroutine[Any, Any, T]], settings: Settings | None = None) -> T:
+    """Run `work` in its own event loop, for work that manages its own sessions."""
+    return asyncio.run(work(settings or Settings()))
 
 
 def run_in_session(work: Callable[[AsyncSession, Settings], Awaitable[T]], settings: Settings | None = None,

@@ -67,6 +67,18 @@ async def me(request: web.Request) -> web.Response:
     return json_response(me_out(found))
 
 
+@router.route("PUT", "/api/v1/me/notifications", summary="Choose how to be reminded (patients)",
+              body=schemas.NotificationChoiceIn, response=schemas.NotificationChoiceOut, roles=[Role.patient])
+async def choose_channels(request: web.Request, body: schemas.NotificationChoiceIn) -> web.Response:
+    principal = await authenticate(request)
+    if principal.patient_id is None:
+        raise NotFound()
+    async with tx(request) as session:
+        patient = await services.choose_channels(session, patient_id=principal.patient_id, email=body.email,
+                                                 sms=body.sms, ctx=audit_context(request), now=utcnow())
+    return json_response(schemas.NotificationChoiceOut(email=patient.notify_email, sms=patient.notify_sms))
+
+
 @router.route("GET", "/api/v1/patients/{patient_id}", summary="A patient's profile",
               response=schemas.PatientOut, roles=[Role.patient, Role.admin], errors=(404,))
 async def get_patient(request: web.Request) -> web.Response:

@@ -111,6 +111,16 @@ class MeOut(Out):
     qa_expert: QaExpertOut | None = None
 
 
+class NotificationChoiceIn(RequestModel):
+    email: bool
+    sms: bool
+
+
+class NotificationChoiceOut(Out):
+    email: bool
+    sms: bool
+
+
 class UserList(Out):
     items: list[UserOut]
 

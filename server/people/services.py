@@ -115,6 +115,19 @@ async def read_patient(session: AsyncSession, *, viewer_role: Role, viewer_patie
     return row[0], row[1]
 
 
+async def choose_channels(session: AsyncSession, *, patient_id: uuid.UUID, email: bool, sms: bool,
+                          ctx: AuditContext, now: dt.datetime) -> Patient:
+    """How the patient wants reminders: e-mail, SMS, both, or neither."""
+    patient = await session.get(Patient, patient_id)
+    if patient is None:
+        raise NotFound()
+    patient.notify_email, patient.notify_sms = email, sms
+    await audit.record(session, ctx=ctx, action="patient.channels_chosen", object_type="patient",
+                       object_id=patient_id, subject_patient_id=patient_id, detail={"email": email, "sms": sms},
+                       now=now)
+    return patient
+
+
 async def list_users(session: AsyncSession, *, role: Role | None, limit: int, offset: int, ctx: AuditContext,
                      now: dt.datetime) -> list[User]:
     """Accounts for an admin; the listing names patients, so it is audited like any read of their data."""

@@ -233,6 +233,7 @@ class Notification(Base):
                                                        index=True)
     kind: Mapped[str] = mapped_column(String(24))  # booked, changed, cancelled, reminder_24h, ...
     channel: Mapped[str] = mapped_column(String(8))  # email or sms
+    sequence: Mapped[int] = mapped_column(default=0)  # the booking version it describes (calendar SEQUENCE)
     idempotency_key: Mapped[str] = mapped_column(String(160), unique=True)
     status: Mapped[NotificationStatus] = mapped_column(_enum(NotificationStatus),
                                                        default=NotificationStatus.pending)

@@ -41,7 +41,7 @@ async def enqueue(session: AsyncSession, *, consultation: Consultation, kind: st
         try:
             async with session.begin_nested():
                 session.add(Notification(consultation_id=consultation.id, kind=kind, channel=channel,
-                                         idempotency_key=key, created_at=now))
+                                         sequence=consultation.sequence, idempotency_key=key, created_at=now))
                 await session.flush()
         except IntegrityError:
             continue  # queued by someone else in the meantime: exactly what the key is for

@@ -125,6 +125,7 @@ def upgrade() -> None:
     sa.Column('consultation_id', sa.Uuid(), nullable=False),
     sa.Column('kind', sa.String(length=24), nullable=False),
     sa.Column('channel', sa.String(length=8), nullable=False),
+    sa.Column('sequence', sa.Integer(), nullable=False),
     sa.Column('idempotency_key', sa.String(length=160), nullable=False),
     sa.Column('status', sa.Enum('pending', 'sending', 'sent', 'failed', name='notificationstatus', native_enum=False, length=16), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
