@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 ## Set up, migrate, seed the demo clinic (first run only) and start the web server with a Celery worker.
 serve: $(STAMP)
 	$(PY) -m server db upgrade
+	$(PY) -m server catalogue seed
 	$(PY) -m server demo seed --if-empty
 	$(PY) -m server serve
 

@@ -183,6 +183,26 @@ def demo_otp(email: str) -> None:
 
 
 @main.group()
+def catalogue() -> None:
+    """The conditions catalogue and screening questionnaires."""
+
+
+@catalogue.command("seed")
+def catalogue_seed() -> None:
+    """Add the default conditions and questionnaires the database lacks; edited entries are kept."""
+    from server.db.base import utcnow
+    from server.db.runner import run_in_session
+    from server.scheduling import conditions
+    from server.scheduling.catalogue import load_conditions, load_questionnaires
+
+    async def work(session: AsyncSession, s: Settings) -> int:
+        return await conditions.seed_catalogue(session, conditions=load_conditions(),
+                                               questionnaires=load_questionnaires(), now=utcnow())
+
+    click.echo(f"{run_in_session(work, _settings())} conditions added")
+
+
+@main.group()
 def users() -> None:
     """Accounts."""
 

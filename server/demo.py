@@ -22,6 +22,8 @@ from server.db.base import utcnow
 from server.keyring import load_key_material
 from server.people import services as people
 from server.people.models import Physician
+from server.scheduling import conditions
+from server.scheduling.catalogue import load_conditions, load_questionnaires
 from server.scheduling.models import WeeklyAvailability
 from server.settings import Settings
 
@@ -60,6 +62,8 @@ async def seed(session: AsyncSession, settings: Settings, *, passwords: Password
     if (await session.scalar(select(func.count()).select_from(User))) != 0:
         return None
     now = utcnow()
+    await conditions.seed_catalogue(session, conditions=load_conditions(), questionnaires=load_questionnaires(),
+                                    now=now)
     ctx = AuditContext(actor_role="system", request_id="demo-seed")
     totp_key = load_key_material(settings).derive("totp-secrets")
     accounts: list[DemoAccount] = []

@@ -30,7 +30,7 @@ from server.http.problems import Forbidden, MalformedBody, ProblemError, Unsuppo
 from server.http.signin import allow_registration, sign_in, totp_key
 from server.people import schemas as people_schemas
 from server.people import services as people
-from server.scheduling import services as scheduling
+from server.scheduling import availability as scheduling
 from web import i18n, session
 
 HERE = Path(__file__).parent
