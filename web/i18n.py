@@ -22,17 +22,30 @@ def N_(message: str) -> str:  # `N_`: a name pybabel extracts by default
 
 
 @cache
+def catalogue_files(locale: str) -> list[Path]:
+    """Every .po file of a language: one per area of the pages (shell, patients, staff), merged."""
+    return sorted((LOCALE_DIR / locale / "LC_MESSAGES").glob("*.po"))
+
+
 def translations(locale: str) -> NullTranslations:
-    """The catalogue for `locale`, compiled from its .po file in memory (no build step to forget)."""
-    po = LOCALE_DIR / locale / "LC_MESSAGES" / "messages.po"
-    if not po.exists():
+    """The catalogue for `locale`, compiled from its .po files in memory (no build step to forget)."""
+    files = catalogue_files(locale)
+    if not files:
         return NullTranslations()  # English is the source language
-    with po.open("rb") as handle:
-        catalog = read_po(handle, locale=locale)
-    buffer = io.BytesIO()
-    write_mo(buffer, catalog)
-    buffer.seek(0)
-    return Translations(buffer)
+    merged: Translations | None = None
+    for po in files:
+        with po.open("rb") as handle:
+            catalog = read_po(handle, locale=locale)
+        buffer = io.BytesIO()
+        write_mo(buffer, catalog)
+        buffer.seek(0)
+        part = Translations(buffer)
+        if merged is None:
+            merged = part
+        else:
+            merged.merge(part)
+    assert merged is not None  # noqa: S101  # files is not empty
+    return merged
 
 
 def _from_accept_language(header: str) -> str | None:

@@ -71,7 +71,7 @@ _UNREADABLE_FORM = (ValueError, LookupError, RuntimeError, zlib.error, HttpProce
 
 
 class PageAnswer(Exception):
-    """A complete response (an HTML refusal) raised from a helper; `_page` returns it as the answer."""
+    """A complete response (an HTML refusal) raised from a helper; `page_handler` returns it as the answer."""
 
     def __init__(self, response: web.Response) -> None:
         super().__init__(response.status)
@@ -81,7 +81,7 @@ class PageAnswer(Exception):
 PageHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _page(handler: PageHandler) -> PageHandler:
+def page_handler(handler: PageHandler) -> PageHandler:
     """Let helpers answer with a rendered page (a refusal) by raising `PageAnswer`."""
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
@@ -97,7 +97,7 @@ async def _refusal(request: web.Request, kind: str, *, status: int, back: str) -
     return PageAnswer(await render(request, "error.html", {"kind": kind, "back": back}, status=status))
 
 
-async def _form(request: web.Request, *, back: str | None = None) -> dict[str, str]:
+async def read_form(request: web.Request, *, back: str | None = None) -> dict[str, str]:
     """The posted form's text fields, once its CSRF token matches the cookie.
 
     415 for a body that is not a form and 400 for one that cannot be read (problem documents: a browser
@@ -180,7 +180,7 @@ _LOGIN_ERRORS = {"too_many_requests": "too_many", "sign_in_unavailable": "unavai
 
 
 async def login_submit(request: web.Request) -> web.Response:
-    form = await _form(request)
+    form = await read_form(request)
     email, password, otp = form.get("email", "").strip(), form.get("password", ""), form.get("otp", "").strip()
     target = _safe_next(form.get("next"))
     context: dict[str, Any] = {"email": email, "ask_otp": bool(otp), "next": target}
@@ -208,7 +208,7 @@ async def register_page(request: web.Request) -> web.Response:
 
 
 async def register_submit(request: web.Request) -> web.Response:
-    form = await _form(request)
+    form = await read_form(request)
     values = {k: form.get(k, "") for k in ("email", "full_name", "birth_date", "phone", "locale")}
     try:
         body = people_schemas.RegisterIn.model_validate({**values, "password": form.get("password", ""),
@@ -239,7 +239,7 @@ async def register_submit(request: web.Request) -> web.Response:
 
 
 async def logout_submit(request: web.Request) -> web.Response:
-    await _form(request, back="/")
+    await read_form(request, back="/")
     principal = await session.page_principal(request)
     if principal is not None:
         async with tx(request) as db:
@@ -265,7 +265,7 @@ async def mfa_page(request: web.Request) -> web.Response:
 
 async def mfa_submit(request: web.Request) -> web.Response:
     principal = await page_user(request, roles=STAFF_ROLES, allow_mfa_pending=True)
-    form = await _form(request)
+    form = await read_form(request)
     try:
         async with tx(request) as db:
             token = await auth_services.confirm_totp(
@@ -317,13 +317,17 @@ def setup(app: web.Application) -> None:
     # would present the spent one next time and end its own session.
     app.middlewares.insert(0, session.apply_cookies)
     app.router.add_static("/static/", HERE / "static", name="static", append_version=False)
-    app.router.add_get("/", _page(home), name="home")
-    app.router.add_get("/login", _page(login_page), name="login")
-    app.router.add_post("/login", _page(login_submit))
-    app.router.add_get("/register", _page(register_page), name="register")
-    app.router.add_post("/register", _page(register_submit))
-    app.router.add_post("/logout", _page(logout_submit), name="logout")
-    app.router.add_get("/account/mfa", _page(mfa_page), name="mfa")
-    app.router.add_post("/account/mfa", _page(mfa_submit))
-    app.router.add_get("/access-log", _page(access_log_page), name="access_log")
-    app.router.add_get("/lang/{lang}", _page(set_language), name="language")
+    app.router.add_get("/", page_handler(home), name="home")
+    app.router.add_get("/login", page_handler(login_page), name="login")
+    app.router.add_post("/login", page_handler(login_submit))
+    app.router.add_get("/register", page_handler(register_page), name="register")
+    app.router.add_post("/register", page_handler(register_submit))
+    app.router.add_post("/logout", page_handler(logout_submit), name="logout")
+    app.router.add_get("/account/mfa", page_handler(mfa_page), name="mfa")
+    app.router.add_post("/account/mfa", page_handler(mfa_submit))
+    app.router.add_get("/access-log", page_handler(access_log_page), name="access_log")
+    app.router.add_get("/lang/{lang}", page_handler(set_language), name="language")
+    from web import patient_pages, staff_pages  # they build on the helpers above
+
+    patient_pages.setup(app)
+    staff_pages.setup(app)

@@ -57,7 +57,7 @@ async def _load(session: AsyncSession, notification_id: uuid.UUID) -> _Parcel | 
 
 async def _send(parcel: _Parcel, *, settings: Settings, transports: Transports) -> str:
     consultation, kind = parcel.consultation, parcel.notification.kind
-    link = f"{settings.public_url.rstrip('/')}/consultations/{consultation.id}"
+    link = f"{settings.public_url.rstrip('/')}/my/consultations/{consultation.id}"
     # Shown in the physician's zone: the clinic's local time, which is what its patients live by.
     message = compose(kind, locale=parcel.patient_user.locale, starts_at=consultation.starts_at,
                       time_zone=parcel.physician.time_zone, physician_name=parcel.physician_name, link=link,

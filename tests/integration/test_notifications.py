@@ -106,7 +106,7 @@ async def test_booking_confirmation_has_an_invitation_and_no_diagnosis(clinic: d
     for condition in load_conditions():  # not even the name of the condition, in either language
         assert condition.name.ru not in text
         assert condition.name.en.lower() not in text.lower()
-    assert f"https://telemed.clinic.example/consultations/{made['id']}" in text
+    assert f"https://telemed.clinic.example/my/consultations/{made['id']}" in text
 
 
 async def test_reminders_are_sent_exactly_once_even_if_the_task_runs_twice(clinic: dict[str, Any],
