@@ -127,6 +127,50 @@ async def bench_app(settings: Settings) -> None:
         rate(f"GET /api/v1/me, sequential ({backend})", n, time.perf_counter() - started)
 
 
+async def bench_scheduling(settings: Settings) -> None:
+    """Slot search derives four weeks of slots for every physician on each request: how does it scale?"""
+    import datetime as dt
+
+    from server.audit.services import AuditContext as Ctx
+    from server.auth.models import Role
+    from server.auth.passwords import Passwords
+    from server.db.base import utcnow
+    from server.people import services as people
+    from server.scheduling import availability, conditions, rules
+    from server.scheduling.catalogue import load_conditions, load_questionnaires
+
+    app = create_app(settings)
+    async with TestClient(TestServer(app)) as client:
+        passwords = Passwords(time_cost=1, memory_kib=1024, parallelism=1)
+        hours = [rules.WeeklyHours(day, rules.Hours(dt.time(9), dt.time(18), 20)) for day in range(5)]
+        async with transaction(app[keys.sessions]) as session:
+            await conditions.seed_catalogue(session, conditions=load_conditions(),
+                                            questionnaires=load_questionnaires(), now=utcnow())
+            for index in range(20):
+                user = await people.create_staff(
+                    session, passwords=passwords, role=Role.physician, email=f"doctor{index}@bench.example",
+                    password="x" * 12, full_name=f"Doctor {index}", specialty="general_practice",
+                    licence_number=str(index), time_zone="Europe/Moscow", ctx=Ctx(actor_role="bench"), now=utcnow())
+                physician = (await people.profile(session, user_id=user.id)).physician
+                assert physician is not None
+                await availability.replace_weekly_hours(session, physician_id=physician.id, hours=hours,
+                                                        ctx=Ctx(actor_role="bench"), now=utcnow(), weeks=4)
+        await client.post("/api/v1/auth/register", json={
+            "email": "slots@example.org", "password": "benchmark password", "full_name": "S",
+            "birth_date": "1970-01-01", "phone": "+79160000000"})
+        login = await client.post("/api/v1/auth/login", json={"email": "slots@example.org",
+                                                               "password": "benchmark password"})
+        headers = {"Authorization": f"Bearer {(await login.json())['access_token']}"}
+        n = 20
+        started = time.perf_counter()
+        for _ in range(n):
+            response = await client.get("/api/v1/slots?limit=100", headers=headers)
+            assert response.status == 200
+            await response.read()
+        elapsed = (time.perf_counter() - started) / n
+        print(f"{'free-slot search, 20 physicians x 4 weeks':<48} {elapsed * 1000:>12.1f} ms each")
+
+
 def main() -> None:
     configure_logging(fmt="console", level="WARNING")
     print(f"machine: {machine()}")
@@ -140,6 +184,7 @@ def main() -> None:
         if not url.startswith("postgresql"):
             bench_tokens(settings)
         asyncio.run(bench_app(settings))
+        asyncio.run(bench_scheduling(settings))
 
 
 if __name__ == "__main__":

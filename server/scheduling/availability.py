@@ -88,22 +88,39 @@ async def _taken(session: AsyncSession, physician_id: uuid.UUID, since: dt.datet
 async def free_slots(session: AsyncSession, *, now: dt.datetime, weeks: int, physician_id: uuid.UUID | None = None,
                      specialty: str | None = None, date_from: dt.date | None = None,
                      date_to: dt.date | None = None, limit: int = 200) -> list[FreeSlot]:
-    """Bookable slots, soonest first, by physician and/or specialty within a date range (UTC dates)."""
+    """Bookable slots, soonest first, by physician and/or specialty within a date range (physician-local dates).
+
+    Slots are derived a week at a time for all matching physicians, stopping once `limit` are found: the
+    first page of a search costs one week of slots, not the whole booking horizon.
+    """
     query = select(Physician, User).join(User, User.id == Physician.user_id).where(User.is_active.is_(True))
     if physician_id is not None:
         query = query.where(Physician.id == physician_id)
     if specialty is not None:
         query = query.where(Physician.specialty == specialty)
-    found: list[FreeSlot] = []
+    plans = []
     for doctor, user in (await session.execute(query)).all():
         zone = ZoneInfo(doctor.time_zone)
-        taken = await _taken(session, doctor.id, now)
-        for slot in await schedule_slots(session, physician_id=doctor.id, zone=zone, now=now, weeks=weeks):
-            day = slot.starts_at.date()
-            if slot.starts_at in taken or (date_from and day < date_from) or (date_to and day > date_to):
+        today = now.astimezone(zone).date()
+        weekly = _weekly_rules(await weekly_availability(session, physician_id=doctor.id))
+        extra = _exception_rules(await exceptions(session, physician_id=doctor.id, since=today))
+        first = max(today, date_from) if date_from else today
+        last = min(today + dt.timedelta(days=weeks * 7 - 1), date_to) if date_to else \
+            today + dt.timedelta(days=weeks * 7 - 1)
+        plans.append((doctor, user, zone, weekly, extra, first, last, await _taken(session, doctor.id, now)))
+    found: list[FreeSlot] = []
+    for week in range(weeks):
+        for doctor, user, zone, weekly, extra, first, last, taken in plans:
+            start = first + dt.timedelta(days=7 * week)
+            if start > last:
                 continue
-            found.append(FreeSlot(doctor.id, user.full_name, doctor.specialty, doctor.time_zone, slot.starts_at,
-                                  slot.ends_at))
+            days = min(7, (last - start).days + 1)
+            for slot in rules.generate_slots(weekly, extra, zone=zone, first_day=start, days=days, now=now):
+                if slot.starts_at not in taken:
+                    found.append(FreeSlot(doctor.id, user.full_name, doctor.specialty, doctor.time_zone,
+                                          slot.starts_at, slot.ends_at))
+        if len(found) >= limit:
+            break  # later weeks can only hold later slots
     return sorted(found, key=lambda s: (s.starts_at, s.physician_name))[:limit]
 
 

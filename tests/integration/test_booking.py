@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -222,3 +223,18 @@ async def test_booking_qa_expert_cannot_book(client: TestClient, catalogue: Any,
     expert = await create_staff(client, Role.qa_expert)
     response = await client.post("/api/v1/consultations", headers=expert.auth, json={})
     assert response.status == 403
+
+
+async def test_slots_filter_by_physician_local_dates_in_time_order(client: TestClient, catalogue: Any,
+                                                                   doctor: tuple[Account, str]) -> None:
+    patient = await register_patient(client)
+    day = (dt.datetime.now(dt.UTC) + dt.timedelta(days=3)).astimezone(ZoneInfo("Europe/Moscow")).date()
+    response = await client.get(f"/api/v1/slots?physician_id={doctor[1]}&date_from={day}&date_to={day}&limit=500",
+                                headers=patient.auth)
+    items = (await response.json())["items"]
+    starts = [dt.datetime.fromisoformat(i["starts_at"]) for i in items]
+    assert {s.astimezone(ZoneInfo("Europe/Moscow")).date() for s in starts} == {day}
+    assert starts == sorted(starts)
+    assert len(starts) == 71  # 00:00-23:59 in 20-minute slots
+    few = await (await client.get(f"/api/v1/slots?physician_id={doctor[1]}&limit=3", headers=patient.auth)).json()
+    assert len(few["items"]) == 3
