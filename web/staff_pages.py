@@ -742,11 +742,27 @@ async def questionnaire_submit(request: web.Request) -> web.Response:
 
 
 
+# What the patient's device check reports, in words a physician reads at a glance (web/static/patient.js).
+DEVICE_PROBLEMS = {
+    "no_js": N_("the browser ran no check (scripts off)"),
+    "devices_not_tested": N_("the patient skipped the check"),
+    "permission_denied": N_("camera or microphone not allowed"),
+    "no_camera": N_("no camera found"),
+    "no_microphone": N_("no microphone found"),
+    "microphone_silent": N_("no sound from the microphone during the check"),
+    "speaker_not_heard": N_("the patient did not hear the test sound"),
+    "speaker_not_tested": N_("sound not tested"),
+    "no_media_devices": N_("the browser cannot use a camera"),
+    "no_web_audio": N_("the browser cannot test sound"),
+    "media_error": N_("camera or microphone error"),
+}
+
+
 def setup(app: web.Application) -> None:
     """Registers the staff pages and the template filters they format times and figures with."""
     env = aiohttp_jinja2.get_env(app)
     env.filters.update(FILTERS)
-    env.globals.update(staff_kinds=KIND_NAMES, staff_statuses=STATUS_NAMES)
+    env.globals.update(staff_kinds=KIND_NAMES, staff_statuses=STATUS_NAMES, device_problems=DEVICE_PROBLEMS)
     routes: list[tuple[str, str, PageHandler]] = [
         ("GET", "/clinic/schedule", schedule_page),
         ("GET", "/clinic/waiting-room", waiting_room_page),

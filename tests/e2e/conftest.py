@@ -66,6 +66,8 @@ def live_server(tmp_path: Path, database_url: str) -> Iterator[str]:
         "TELEMED_ARGON2_TIME_COST": "1",
         "TELEMED_ARGON2_PARALLELISM": "1",
         "TELEMED_LOG_LEVEL": "WARNING",
+        # The waiting room opens an hour ahead, so a booking for the next free slot can check in at once.
+        "TELEMED_CHECKIN_OPENS_MINUTES": "60",
         "PYTHONUNBUFFERED": "1",
     }
     command = [sys.executable, "-m", "server", "serve", "--no-worker", "--host", "127.0.0.1", "--port", str(port)]
