@@ -28,6 +28,7 @@ class NotificationKind(StrEnum):
     cancelled = "cancelled"
     reminder_24h = "reminder_24h"
     reminder_1h = "reminder_1h"
+    needs_reschedule = "needs_reschedule"  # the physician's hours no longer cover the booking
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,7 @@ _RU = _Texts(
         _K.cancelled: "Телеконсультация отменена",
         _K.reminder_24h: "Напоминание о телеконсультации",
         _K.reminder_1h: "Телеконсультация скоро начнётся",
+        _K.needs_reschedule: "Нужно выбрать другое время телеконсультации",
     },
     lead={
         _K.booked: "Вы записаны на телеконсультацию.",
@@ -78,6 +80,8 @@ _RU = _Texts(
         _K.cancelled: "Ваша телеконсультация отменена.",
         _K.reminder_24h: "Напоминаем о вашей телеконсультации.",
         _K.reminder_1h: "Ваша телеконсультация скоро начнётся.",
+        _K.needs_reschedule: "Расписание врача изменилось, и в это время приём не ведётся. Запись сохранена: "
+                             "пожалуйста, выберите другое время.",
     },
     sms={
         _K.booked: "Вы записаны на телеконсультацию {when}.",
@@ -85,6 +89,7 @@ _RU = _Texts(
         _K.cancelled: "Телеконсультация {when} отменена.",
         _K.reminder_24h: "Напоминаем о телеконсультации {when}.",
         _K.reminder_1h: "Телеконсультация скоро начнётся: {when}.",
+        _K.needs_reschedule: "Выберите другое время вместо {when}.",
     },
     greeting="Здравствуйте!",
     when_label="Когда",
@@ -112,6 +117,7 @@ _EN = _Texts(
         _K.cancelled: "Your teleconsultation has been cancelled",
         _K.reminder_24h: "Reminder of your teleconsultation",
         _K.reminder_1h: "Your teleconsultation starts soon",
+        _K.needs_reschedule: "Please choose another time for your teleconsultation",
     },
     lead={
         _K.booked: "Your teleconsultation is booked.",
@@ -119,6 +125,8 @@ _EN = _Texts(
         _K.cancelled: "Your teleconsultation has been cancelled.",
         _K.reminder_24h: "This is a reminder of your teleconsultation.",
         _K.reminder_1h: "Your teleconsultation starts soon.",
+        _K.needs_reschedule: "The physician's hours have changed and no longer cover this time. Your booking is kept: "
+                             "please choose another time.",
     },
     sms={
         _K.booked: "Your teleconsultation is booked for {when}.",
@@ -126,6 +134,7 @@ _EN = _Texts(
         _K.cancelled: "Your teleconsultation on {when} is cancelled.",
         _K.reminder_24h: "Reminder: teleconsultation on {when}.",
         _K.reminder_1h: "Your teleconsultation starts soon: {when}.",
+        _K.needs_reschedule: "The physician's hours changed: please choose a new time instead of {when}.",
     },
     greeting="Hello,",
     when_label="When",
@@ -173,7 +182,8 @@ def compose(
     link = _link(link)
     when_long = format_when(starts_at, locale=locale, time_zone=time_zone)
     when_short = format_when(starts_at, locale=locale, time_zone=time_zone, short=True)
-    advice = texts.rebook if kind is NotificationKind.cancelled else texts.attend
+    rebooking = kind in (NotificationKind.cancelled, NotificationKind.needs_reschedule)
+    advice = texts.rebook if rebooking else texts.attend
 
     text = "\n".join(
         [
@@ -239,7 +249,8 @@ _GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")
 
 
 def _sms(texts: _Texts, kind: NotificationKind, *, when: str, link: str, clinic: str) -> str:
-    action = texts.sms_rebook if kind is NotificationKind.cancelled else texts.sms_link
+    rebooking = kind in (NotificationKind.cancelled, NotificationKind.needs_reschedule)
+    action = texts.sms_rebook if rebooking else texts.sms_link
     # The link is followed by a space, never by punctuation a phone would take into the address.
     body = f"{texts.sms[kind].format(when=when)} {action.format(link=link)} {texts.sms_emergency}"
     for candidate in (f"{clinic}: {body}", body):  # the clinic's name is the first thing to go

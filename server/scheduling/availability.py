@@ -15,7 +15,7 @@ from server.audit.services import AuditContext
 from server.auth.models import User
 from server.http.problems import NotFound
 from server.people.models import Physician
-from server.scheduling import rules
+from server.scheduling import outbox, rules
 from server.scheduling.models import (
     RELEASED_STATUSES,
     AvailabilityException,
@@ -189,5 +189,6 @@ async def _flag_uncovered(session: AsyncSession, doctor: Physician, *, now: dt.d
     newly = [c for c in affected if not c.needs_reschedule]
     for consultation in newly:
         consultation.needs_reschedule = True
+        await outbox.enqueue(session, consultation=consultation, kind="needs_reschedule", now=now)
     await session.flush()
     return newly

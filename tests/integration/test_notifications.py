@@ -156,3 +156,17 @@ async def test_sms_goes_only_to_patients_who_chose_it(clinic: dict[str, Any], si
     sent = json.loads(sms_file.read_text())
     assert sent["to"] == "+79160001122"
     assert COMPLAINT not in sent["text"]
+
+
+async def test_patient_is_told_when_hours_no_longer_cover_the_booking(clinic: dict[str, Any], sink: Sink) -> None:
+    patient = await register_patient(clinic["client"])
+    await _book(clinic, patient, 30)
+    assert await _deliver(clinic) == 1  # the confirmation
+    changed = await clinic["client"].put(f"/api/v1/physicians/{clinic['physician_id']}/availability",
+                                         headers=clinic["doctor"].auth,
+                                         json={"ranges": [{"weekday": 6, "start": "03:00", "end": "04:00"}]})
+    assert len((await changed.json())["affected"]) == 1
+    assert await _deliver(clinic) == 1
+    notice = _received(sink)[-1]
+    assert "another time" in str(notice["Subject"]) or "другое время" in str(notice["Subject"])
+    assert COMPLAINT not in _everything_readable(notice)

@@ -91,10 +91,9 @@ def test_compose_every_kind_has_its_own_words_and_the_essentials(kind: Notificat
     assert sms_segments(message.sms) <= SMS_MAX_SEGMENTS
     cancel_advice = "отмените запись" if locale == "ru" else "please cancel"
     rebook_advice = "выберите другое время" if locale == "ru" else "choose another time"
-    # a cancelled consultation can only be booked again; any other notice says how to cancel
-    expected, unexpected = (
-        (rebook_advice, cancel_advice) if kind is NotificationKind.cancelled else (cancel_advice, rebook_advice)
-    )
+    # a cancelled or uncovered consultation needs a new time; any other notice says how to cancel
+    rebooking = kind in (NotificationKind.cancelled, NotificationKind.needs_reschedule)
+    expected, unexpected = (rebook_advice, cancel_advice) if rebooking else (cancel_advice, rebook_advice)
     assert expected in message.text
     assert unexpected not in message.text
 
