@@ -165,6 +165,7 @@ async def home(request: web.Request) -> web.Response:
         if principal.role is Role.patient:
             context["physicians"] = await people.list_physicians(db)
     context["needs_mfa"] = principal.role is Role.admin and not _may(request, principal)
+    context["saved"] = request.query.get("saved")
     return await render(request, "home.html", context)
 
 
@@ -279,6 +280,18 @@ async def mfa_submit(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther("/")
 
 
+async def reminders_submit(request: web.Request) -> web.Response:
+    """The patient chooses e-mail and/or SMS reminders (unticked boxes are simply absent from the form)."""
+    principal = await page_user(request, roles=[Role.patient])
+    form = await read_form(request, back="/")
+    if principal.patient_id is None:
+        raise web.HTTPNotFound()
+    async with tx(request) as db:
+        await people.choose_channels(db, patient_id=principal.patient_id, email=form.get("email") == "on",
+                                     sms=form.get("sms") == "on", ctx=audit_context(request), now=utcnow())
+    raise web.HTTPSeeOther("/?saved=reminders")
+
+
 async def access_log_page(request: web.Request) -> web.Response:
     principal = await page_user(request, roles={Role.patient})
     if principal.patient_id is None:  # a patient account always has its record; be safe anyway
@@ -326,6 +339,7 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/account/mfa", page_handler(mfa_page), name="mfa")
     app.router.add_post("/account/mfa", page_handler(mfa_submit))
     app.router.add_get("/access-log", page_handler(access_log_page), name="access_log")
+    app.router.add_post("/account/reminders", page_handler(reminders_submit))
     app.router.add_get("/lang/{lang}", page_handler(set_language), name="language")
     from web import patient_pages, staff_pages  # they build on the helpers above
 

@@ -813,3 +813,23 @@ async def test_register_page_has_the_same_per_address_limit_as_the_api(aiohttp_c
                                allow_redirects=False)
     assert second.status == 429
     assert 'data-testid="error-form"' in await second.text()
+
+
+async def test_patient_chooses_reminder_channels_on_the_home_page(client: TestClient) -> None:
+    await signed_in_patient(client)
+    home = await client.get("/", headers=EN)
+    assert 'data-testid="reminders-form"' in await home.text()
+    token = form_token(await home.text())
+    saved = await client.post("/account/reminders", data={"csrf_token": token, "sms": "on"}, headers=EN,
+                              allow_redirects=False)
+    assert saved.status == 303
+    me = await (await client.get("/api/v1/me", headers=EN)).json()
+    async with client.app[keys.read_sessions]() as session:
+        from server.people.models import Patient
+
+        patient = await session.get(Patient, uuid.UUID(me["patient"]["id"]))
+    assert patient is not None
+    assert (patient.notify_email, patient.notify_sms) == (False, True)
+    refused = await client.post("/account/reminders", data={"csrf_token": "wrong", "email": "on"}, headers=EN,
+                                allow_redirects=False)
+    assert refused.status == 403
