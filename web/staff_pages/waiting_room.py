@@ -1,0 +1,45 @@
+"""The physician's live waiting room: who has checked in and how long they have waited.
+
+The page's script swaps in the list fragment when the live stream says something changed; without scripts
+the whole page is reloaded, so both render the same context.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from server.db.base import utcnow
+from server.http.context import read
+from server.scheduling import queries
+from web.pages import render
+from web.staff_pages.common import Desk, load_desk
+
+
+async def _queue_context(request: web.Request, desk: Desk) -> dict[str, Any]:
+    async with read(request) as db:
+        items = await queries.waiting_room(db, physician_id=desk.physician.id)
+    now = utcnow()
+    waited = {item.consultation.id: max(0, int((now - (item.consultation.checked_in_at or now)).total_seconds()
+                                                // 60)) for item in items}
+    return {"items": items, "waited": waited, "zone": desk.zone, "time_zone": desk.physician.time_zone,
+            "updated_at": now}
+
+
+async def queue_response(request: web.Request, *, error: str | None = None, status: int = 200) -> web.Response:
+    """The whole waiting-room page, with `error` when a change posted from it was refused."""
+    desk = await load_desk(request)
+    return await render(request, "staff/waiting_room.html", {**await _queue_context(request, desk), "error": error},
+                        status=status)
+
+
+async def waiting_room_page(request: web.Request) -> web.Response:
+    """The signed-in physician's waiting room."""
+    return await queue_response(request)
+
+
+async def waiting_room_list(request: web.Request) -> web.Response:
+    """Only the list, for the page's script to swap in when the live stream says something changed."""
+    desk = await load_desk(request)
+    return await render(request, "staff/_queue.html", await _queue_context(request, desk))
