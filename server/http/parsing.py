@@ -15,7 +15,7 @@ from server.http.problems import FieldError, MalformedBody, ProblemError, Unsupp
 M = TypeVar("M", bound=BaseModel)
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class RequestModel(BaseModel):
@@ -51,6 +51,12 @@ def validate(model: type[M], data: Any) -> M:
         ) from None
 
 
+def _no_constants(name: str) -> None:
+    """NaN and Infinity are not JSON and compare false with everything: a NaN temperature would pass
+    every red-flag rule. Refused outright."""
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 async def parse_json(request: web.Request, model: type[M]) -> M:
     """The body as `model`: 415 if not JSON, 400 if unparseable, 413 if too big, 422 if invalid."""
     if request.content_type != "application/json":
@@ -61,7 +67,7 @@ async def parse_json(request: web.Request, model: type[M]) -> M:
         raise ProblemError("The request body is larger than this service accepts", status=413,
                            code="body_too_large", title="Request body too large") from exc
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_no_constants)
     except json.JSONDecodeError as exc:
         raise MalformedBody(f"The body is not valid JSON: {exc.msg} at position {exc.pos}") from None
     except (ValueError, RecursionError):  # not UTF-8, an integer of thousands of digits, absurd nesting

@@ -21,7 +21,7 @@ from server.http.principal import Principal, audit_context, authenticate
 from server.http.problems import FieldError, NotFound, ValidationFailed
 from server.http.responses import json_response
 from server.http.routing import ApiRouter
-from server.people.models import Physician
+from server.people.models import Patient, Physician
 from server.scheduling import queries, schemas, services
 from server.scheduling.models import ConsultationKind
 from server.scheduling.problems import ScreeningStopped
@@ -97,6 +97,12 @@ async def book(request: web.Request, body: schemas.BookingIn) -> web.Response:
         if body.patient_id is None:
             raise ValidationFailed("staff book for a patient: patient_id is required", errors=[
                 FieldError(field="patient_id", message="required when staff book", type="missing")])
+        viewer = await viewer_for(request, principal)
+        if principal.role is Role.physician and viewer.physician_id != body.physician_id:
+            raise NotFound()  # a physician books into their own schedule; an admin into anyone's
+        async with read(request) as session:
+            if await session.get(Patient, body.patient_id) is None:
+                raise NotFound()
         patient_id = body.patient_id
     if len(body.complaint) > settings.complaint_max_chars:
         raise ValidationFailed(errors=[FieldError(field="complaint", type="string_too_long",

@@ -16,6 +16,7 @@ from server.audit.services import AuditContext
 from server.scheduling.models import (
     ConditionVersion,
     Consultation,
+    ConsultationKind,
     ConsultationStatus,
     DiagnosisSource,
     PatientDiagnosis,
@@ -134,7 +135,8 @@ async def record_diagnosis(session: AsyncSession, *, patient_id: uuid.UUID, cond
 
 
 async def has_prior_diagnosis(session: AsyncSession, *, patient_id: uuid.UUID, condition_code: str) -> bool:
-    """Diagnosed in person here, or seen for it in an earlier consultation that took place."""
+    """Diagnosed in person here, or followed up for it in an earlier *repeat* consultation (which itself
+    required such a diagnosis): a primary teleconsultation may not establish a diagnosis (PRACTICE.md)."""
     recorded = await session.scalar(select(func.count()).select_from(PatientDiagnosis).where(
         PatientDiagnosis.patient_id == patient_id, PatientDiagnosis.condition_code == condition_code))
     if recorded:
@@ -143,5 +145,6 @@ async def has_prior_diagnosis(session: AsyncSession, *, patient_id: uuid.UUID, c
         select(func.count()).select_from(Consultation)
         .join(ConditionVersion, ConditionVersion.id == Consultation.condition_id)
         .where(Consultation.patient_id == patient_id, ConditionVersion.code == condition_code,
+               Consultation.kind == ConsultationKind.repeat,
                Consultation.status.in_([ConsultationStatus.completed, ConsultationStatus.documented])))
     return bool(seen)

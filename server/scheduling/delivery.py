@@ -11,6 +11,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.auth.models import User
@@ -18,10 +19,11 @@ from server.db.engine import reading, transaction
 from server.notify import DeliveryError, EmailSender, SmsGateway, compose, consultation_uid, invitation
 from server.people.models import Patient, Physician
 from server.scheduling import outbox
-from server.scheduling.models import Consultation, Notification, NotificationStatus
+from server.scheduling.models import Consultation, ConsultationStatus, Notification, NotificationStatus
 from server.settings import Settings
 
-MAX_ATTEMPTS = 5
+log = structlog.get_logger("telemed.notifications")
+MAX_ATTEMPTS = outbox.MAX_ATTEMPTS
 CALENDAR_METHODS = {"booked": "REQUEST", "changed": "REQUEST", "cancelled": "CANCEL"}
 
 
@@ -76,6 +78,15 @@ async def _send(parcel: _Parcel, *, settings: Settings, transports: Transports) 
     return await transports.email.send(to=parcel.patient_user.email, message=message, ics=ics, ics_method=method)
 
 
+def _outdated(parcel: _Parcel) -> bool:
+    """A reminder whose consultation was cancelled or moved since it was queued is not sent."""
+    if parcel.notification.kind not in outbox.REMINDERS:
+        return False
+    current = outbox.idempotency_key(parcel.consultation, parcel.notification.kind, parcel.notification.channel)
+    return parcel.consultation.status is not ConsultationStatus.scheduled or \
+        current != parcel.notification.idempotency_key
+
+
 def _address(mail_from: str) -> str:
     return mail_from.rsplit("<", 1)[-1].rstrip(">").strip() if "<" in mail_from else mail_from.strip()
 
@@ -90,7 +101,9 @@ async def deliver_pending(sessions: async_sessionmaker[AsyncSession], read_sessi
         async with reading(read_sessions) as session:
             parcel = await _load(session, notification_id)
         status, error = NotificationStatus.failed, "MissingData"
-        if parcel is not None:
+        if parcel is not None and _outdated(parcel):
+            status, error = NotificationStatus.failed, "Outdated"  # a reminder for a time that no longer holds
+        elif parcel is not None:
             try:
                 await _send(parcel, settings=settings, transports=transports)
                 status, error = NotificationStatus.sent, ""
@@ -99,6 +112,9 @@ async def deliver_pending(sessions: async_sessionmaker[AsyncSession], read_sessi
                 retry = exc.retryable and parcel.notification.attempts < MAX_ATTEMPTS
                 status = NotificationStatus.pending if retry else NotificationStatus.failed
                 error = type(exc).__name__  # the class only: messages may not name the recipient
+            except Exception as exc:  # one bad message must not stop the others
+                log.exception("notification_failed", notification_id=str(notification_id))
+                status, error = NotificationStatus.failed, type(exc).__name__
         async with transaction(sessions) as session:
             notification = await session.get(Notification, notification_id)
             if notification is not None:

@@ -54,15 +54,23 @@ async def queue_due_reminders(session: AsyncSession, *, now: dt.datetime) -> int
     get that reminder (the booking confirmation just told the patient)."""
     horizon = now + max(REMINDERS.values())
     upcoming = (await session.scalars(select(Consultation).where(
-        Consultation.status == ConsultationStatus.scheduled, Consultation.starts_at > now,
-        Consultation.starts_at <= horizon))).all()
+        Consultation.status == ConsultationStatus.scheduled, Consultation.needs_reschedule.is_(False),
+        Consultation.starts_at > now, Consultation.starts_at <= horizon))).all()
     queued = 0
     for consultation in upcoming:
-        for kind, before in REMINDERS.items():
-            due_from = consultation.starts_at - before
-            if due_from <= now and consultation.created_at < due_from:
-                queued += len(await enqueue(session, consultation=consultation, kind=kind, now=now))
+        # Only the closest reminder now due: after a late booking, a move or a pause of the job, a
+        # 24-hour reminder three hours before the start would only confuse.
+        due = [(kind, consultation.starts_at - before) for kind, before in REMINDERS.items()
+               if consultation.starts_at - before <= now]
+        if not due:
+            continue
+        kind, due_from = min(due, key=lambda item: consultation.starts_at - item[1])
+        if consultation.created_at < due_from:
+            queued += len(await enqueue(session, consultation=consultation, kind=kind, now=now))
     return queued
+
+
+MAX_ATTEMPTS = 5
 
 
 async def claim(session: AsyncSession, *, now: dt.datetime, limit: int = 50,
@@ -74,7 +82,7 @@ async def claim(session: AsyncSession, *, now: dt.datetime, limit: int = 50,
     candidates = (await session.scalars(select(Notification.id).where(or_(
         Notification.status == NotificationStatus.pending,
         (Notification.status == NotificationStatus.sending) & (Notification.claimed_at < now - stale_after),
-    )).order_by(Notification.created_at).limit(limit))).all()
+    ), Notification.attempts < MAX_ATTEMPTS).order_by(Notification.created_at).limit(limit))).all()
     claimed = []
     for notification_id in candidates:
         taken = await session.execute(

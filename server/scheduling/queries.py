@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from server.auth.models import Role, User
+from server.http.problems import NotFound
 from server.people.models import Patient, Physician
 from server.scheduling.models import ConditionVersion, Consultation, ConsultationStatus, Questionnaire
 from server.scheduling.services import Viewer
@@ -122,7 +123,9 @@ def day_stats(consultations: list[Consultation]) -> DayStats:
 async def stats(session: AsyncSession, *, physician_id: uuid.UUID, day: dt.date) -> DayStats:
     """One clinic day in the physician's own time zone."""
     doctor = await session.get(Physician, physician_id)
-    zone = ZoneInfo(doctor.time_zone) if doctor else dt.UTC
+    if doctor is None:
+        raise NotFound()
+    zone = ZoneInfo(doctor.time_zone)
     start = dt.datetime.combine(day, dt.time(), zone).astimezone(dt.UTC)
     end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone).astimezone(dt.UTC)
     rows = await session.scalars(select(Consultation).where(

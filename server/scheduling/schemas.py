@@ -4,13 +4,34 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from server.http.parsing import RequestModel
 
 AnswerValue = bool | float | str
+
+# Dates a clinic's scheduling can mean: far enough for any booking or report, near enough that date
+# arithmetic never overflows (a year 9999 request is a mistake or a probe, answered 422).
+EARLIEST, LATEST = dt.date(2000, 1, 1), dt.date(2100, 12, 31)
+
+
+def _sane_date(value: dt.date | None) -> dt.date | None:
+    if value is not None and not EARLIEST <= value <= LATEST:
+        raise ValueError(f"must be between {EARLIEST} and {LATEST}")
+    return value
+
+
+def _sane_moment(value: dt.datetime) -> dt.datetime:
+    # Checked before any conversion: converting 9999-12-31T23:59-14:00 to UTC would itself overflow.
+    if not EARLIEST.year <= value.year <= LATEST.year:
+        raise ValueError(f"must be between {EARLIEST} and {LATEST}")
+    return value
+
+
+SaneDate = Annotated[dt.date, AfterValidator(_sane_date)]
+SaneMoment = Annotated[AwareDatetime, AfterValidator(_sane_moment)]
 
 
 class ConditionOut(BaseModel):
@@ -40,8 +61,8 @@ class QuestionnaireOut(BaseModel):
 class SlotsQuery(RequestModel):
     physician_id: uuid.UUID | None = None
     specialty: str | None = Field(default=None, max_length=100)
-    date_from: dt.date | None = None
-    date_to: dt.date | None = None
+    date_from: SaneDate | None = None
+    date_to: SaneDate | None = None
     limit: int = Field(default=100, ge=1, le=500)
 
 
@@ -60,7 +81,7 @@ class SlotList(BaseModel):
 
 class BookingIn(RequestModel):
     physician_id: uuid.UUID
-    starts_at: AwareDatetime
+    starts_at: SaneMoment
     condition_code: str = Field(min_length=1, max_length=64)
     kind: Literal["primary", "repeat"]
     answers: dict[str, AnswerValue] = Field(description="Screening answers by question id")
@@ -69,7 +90,7 @@ class BookingIn(RequestModel):
 
 
 class RescheduleIn(RequestModel):
-    starts_at: AwareDatetime
+    starts_at: SaneMoment
 
 
 class DeviceCheckIn(RequestModel):
@@ -77,7 +98,9 @@ class DeviceCheckIn(RequestModel):
     microphone: bool
     speaker: bool
     browser: str = Field(default="", max_length=200)
-    problems: list[str] = Field(default_factory=list, max_length=10)
+    # Codes from our device check, or a few words from another client; never control characters.
+    problems: list[Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]] = Field(
+        default_factory=list, max_length=10)
 
 
 class CheckInIn(RequestModel):
@@ -119,8 +142,8 @@ class ConsultationList(BaseModel):
 
 class ConsultationsQuery(RequestModel):
     scope: Literal["upcoming", "past", "cancelled", "all"] = "all"
-    date_from: dt.date | None = None
-    date_to: dt.date | None = None
+    date_from: SaneDate | None = None
+    date_to: SaneDate | None = None
     limit: int = Field(default=100, ge=1, le=500)
 
 
@@ -142,7 +165,7 @@ class WeeklyHoursIn(RequestModel):
 
 
 class ExceptionIn(RequestModel):
-    day: dt.date
+    day: SaneDate
     kind: Literal["day_off", "extra_hours"]
     start: dt.time | None = None
     end: dt.time | None = None
@@ -182,7 +205,7 @@ class AvailabilityOut(BaseModel):
 
 class DiagnosisIn(RequestModel):
     condition_code: str = Field(min_length=1, max_length=64)
-    diagnosed_on: dt.date
+    diagnosed_on: SaneDate
 
 
 class DiagnosisOut(BaseModel):
@@ -208,7 +231,7 @@ class QueueOut(BaseModel):
 
 
 class StatsQuery(RequestModel):
-    day: dt.date
+    day: SaneDate
 
 
 class StatsOut(BaseModel):

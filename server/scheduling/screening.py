@@ -6,6 +6,7 @@ A questionnaire is a versioned JSON document (see `seed/questionnaires/`). Rules
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -158,7 +159,7 @@ def validate_answers(definition: QuestionnaireDefinition, answers: dict[str, Any
             if not isinstance(value, bool):
                 raise AnswerError(question.id, "answer yes (true) or no (false)")
         elif question.type == "number":
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 raise AnswerError(question.id, "a number is expected")
             if (question.min is not None and value < question.min) or (
                     question.max is not None and value > question.max):

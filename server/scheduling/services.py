@@ -114,6 +114,20 @@ async def _slot_for(session: AsyncSession, physician: Physician, starts_at: dt.d
     return slot
 
 
+async def _check_physician_free(session: AsyncSession, *, physician_id: uuid.UUID, slot: rules.SlotTime,
+                                ignore: uuid.UUID | None = None) -> None:
+    """No live booking of this physician may overlap the slot, whatever its start: hours can change slot
+    length or overlap, so equal start times (the unique index) are not enough on their own."""
+    await session.execute(select(Physician.id).where(Physician.id == physician_id).with_for_update())
+    query = select(Consultation.id).where(
+        Consultation.physician_id == physician_id, Consultation.status.not_in(RELEASED_STATUSES),
+        Consultation.starts_at < slot.ends_at, Consultation.ends_at > slot.starts_at)
+    if ignore is not None:
+        query = query.where(Consultation.id != ignore)
+    if (await session.scalars(query)).first() is not None:
+        raise SlotTaken()
+
+
 async def _check_overlap(session: AsyncSession, *, patient_id: uuid.UUID, slot: rules.SlotTime,
                          ignore: uuid.UUID | None = None) -> None:
     # Lock the patient's row: two bookings of one patient then run one after the other (PostgreSQL;
@@ -158,6 +172,7 @@ async def book(session: AsyncSession, *, patient_id: uuid.UUID, physician_id: uu
                                   questionnaire=questionnaire, stage=ScreeningStage.booking, triggered=triggered,
                                   answers=clean, ctx=ctx, now=now)
     slot = await _slot_for(session, doctor, starts_at, now=now, weeks=windows.weeks_ahead)
+    await _check_physician_free(session, physician_id=physician_id, slot=slot)
     await _check_overlap(session, patient_id=patient_id, slot=slot)
     if ctx.actor_user_id is None:
         raise ValueError("a booking is made by someone")
@@ -172,9 +187,18 @@ async def book(session: AsyncSession, *, patient_id: uuid.UUID, physician_id: uu
     return consultation
 
 
-async def load(session: AsyncSession, consultation_id: uuid.UUID, viewer: Viewer) -> Consultation:
-    """The consultation if this viewer may see it; otherwise 404, exactly as if it did not exist."""
-    consultation = await session.get(Consultation, consultation_id)
+async def load(session: AsyncSession, consultation_id: uuid.UUID, viewer: Viewer, *,
+               for_change: bool = False) -> Consultation:
+    """The consultation if this viewer may see it; otherwise 404, exactly as if it did not exist.
+
+    `for_change` locks the row (PostgreSQL; SQLite's writers are serialised anyway), so two changes (a
+    check-in and the no-show job, an admission and a cancellation) happen one after the other and the
+    second sees the first's result instead of overwriting it.
+    """
+    query = select(Consultation).where(Consultation.id == consultation_id)
+    if for_change:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    consultation = (await session.scalars(query)).one_or_none()
     if consultation is None or not may_see(consultation, viewer):
         raise NotFound()
     return consultation
@@ -199,7 +223,7 @@ def _move(consultation: Consultation, target: ConsultationStatus) -> None:
 
 async def cancel(session: AsyncSession, *, consultation_id: uuid.UUID, viewer: Viewer, ctx: AuditContext,
                  now: dt.datetime, windows: Windows) -> Consultation:
-    consultation = await load(session, consultation_id, viewer)
+    consultation = await load(session, consultation_id, viewer, for_change=True)
     if viewer.role is Role.patient and not rules.may_change_booking(consultation.starts_at, now=now,
                                                                     cutoff=windows.cutoff):
         raise TooLateToChange()
@@ -215,16 +239,15 @@ async def cancel(session: AsyncSession, *, consultation_id: uuid.UUID, viewer: V
 async def reschedule(session: AsyncSession, *, consultation_id: uuid.UUID, starts_at: dt.datetime, viewer: Viewer,
                      ctx: AuditContext, now: dt.datetime, windows: Windows) -> Consultation:
     """Move a scheduled consultation to another free slot of the same physician."""
-    consultation = await load(session, consultation_id, viewer)
+    consultation = await load(session, consultation_id, viewer, for_change=True)
     if consultation.status is not ConsultationStatus.scheduled:
         raise IllegalStatusChange(f"a {consultation.status.value} consultation cannot be moved")
     if viewer.role is Role.patient and not rules.may_change_booking(consultation.starts_at, now=now,
                                                                     cutoff=windows.cutoff):
         raise TooLateToChange()
-    doctor = await session.get(Physician, consultation.physician_id)
-    if doctor is None:
-        raise NotFound()
+    doctor, _ = await availability.physician(session, consultation.physician_id)
     slot = await _slot_for(session, doctor, starts_at, now=now, weeks=windows.weeks_ahead)
+    await _check_physician_free(session, physician_id=doctor.id, slot=slot, ignore=consultation.id)
     await _check_overlap(session, patient_id=consultation.patient_id, slot=slot, ignore=consultation.id)
     try:
         async with session.begin_nested():
@@ -244,14 +267,12 @@ async def check_in(session: AsyncSession, *, consultation_id: uuid.UUID, viewer:
                    device_check: dict[str, Any], ctx: AuditContext, now: dt.datetime,
                    windows: Windows) -> Consultation | ScreeningRefusal:
     """The patient enters the waiting room after a short repeat screening and the device check."""
-    consultation = await load(session, consultation_id, viewer)
+    consultation = await load(session, consultation_id, viewer, for_change=True)
     if viewer.role is not Role.patient:
         raise NotFound()
-    if consultation.status is ConsultationStatus.waiting:  # checking in again refreshes the device check
-        consultation.device_check = device_check
-        return consultation
-    if not rules.checkin_open(consultation.starts_at, now=now, opens_before=windows.checkin_opens,
-                              grace=windows.no_show_grace):
+    already_waiting = consultation.status is ConsultationStatus.waiting  # checking in again re-screens
+    if not already_waiting and not rules.checkin_open(consultation.starts_at, now=now,
+                                                      opens_before=windows.checkin_opens, grace=windows.no_show_grace):
         raise CheckinClosed()
     questionnaire = await conditions.current_questionnaire(session, CHECKIN_QUESTIONNAIRE)
     clean, triggered = _screen(questionnaire, answers)
@@ -262,8 +283,9 @@ async def check_in(session: AsyncSession, *, consultation_id: uuid.UUID, viewer:
                                   physician_id=consultation.physician_id, consultation_id=consultation.id,
                                   questionnaire=questionnaire, stage=ScreeningStage.checkin, triggered=triggered,
                                   answers=clean, ctx=ctx, now=now)
-    _move(consultation, ConsultationStatus.waiting)
-    consultation.checked_in_at = now
+    if not already_waiting:
+        _move(consultation, ConsultationStatus.waiting)
+        consultation.checked_in_at = now
     consultation.checkin_answers, consultation.checkin_questionnaire_id = clean, questionnaire.id
     consultation.device_check = device_check
     await audit.record(session, ctx=ctx, action="consultation.checked_in", object_type="consultation",
@@ -274,7 +296,7 @@ async def check_in(session: AsyncSession, *, consultation_id: uuid.UUID, viewer:
 async def admit(session: AsyncSession, *, consultation_id: uuid.UUID, viewer: Viewer, ctx: AuditContext,
                 now: dt.datetime) -> Consultation:
     """The physician lets a waiting patient in: what later allows the call to start."""
-    consultation = await load(session, consultation_id, viewer)
+    consultation = await load(session, consultation_id, viewer, for_change=True)
     if viewer.role is not Role.physician:
         raise NotFound()
     _move(consultation, ConsultationStatus.in_call)
@@ -287,7 +309,7 @@ async def admit(session: AsyncSession, *, consultation_id: uuid.UUID, viewer: Vi
 async def finish(session: AsyncSession, *, consultation_id: uuid.UUID, viewer: Viewer, ctx: AuditContext,
                  now: dt.datetime) -> Consultation:
     """The physician ends the consultation (the call issue will also end it when the call ends)."""
-    consultation = await load(session, consultation_id, viewer)
+    consultation = await load(session, consultation_id, viewer, for_change=True)
     if viewer.role is not Role.physician:
         raise NotFound()
     _move(consultation, ConsultationStatus.completed)
@@ -300,11 +322,15 @@ async def finish(session: AsyncSession, *, consultation_id: uuid.UUID, viewer: V
 async def mark_no_shows(session: AsyncSession, *, now: dt.datetime, windows: Windows) -> list[uuid.UUID]:
     """Scheduled consultations nobody checked in to by the end of the grace period become no-shows."""
     due = (await session.scalars(select(Consultation).where(
-        Consultation.status == ConsultationStatus.scheduled,
+        Consultation.status.in_([ConsultationStatus.scheduled, ConsultationStatus.waiting]),
         Consultation.starts_at < now - windows.no_show_grace).with_for_update(skip_locked=True))).all()
     marked = []
     for consultation in due:
-        if rules.is_no_show(consultation.status, consultation.starts_at, now=now, grace=windows.no_show_grace):
+        # Nobody came by the end of the grace; or someone waited but was never let in before the slot ended.
+        abandoned = (consultation.status is ConsultationStatus.waiting
+                     and now > consultation.ends_at + windows.no_show_grace)
+        if abandoned or rules.is_no_show(consultation.status, consultation.starts_at, now=now,
+                                         grace=windows.no_show_grace):
             _move(consultation, ConsultationStatus.no_show)
             marked.append(consultation.id)
             await audit.record(session, ctx=AuditContext(actor_role="system"), action="consultation.no_show",
