@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import uuid
 
 from aiohttp import web
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import keys
 from server.audit import services as audit
@@ -33,10 +33,7 @@ EMERGENCY = {"ru": "Если состояние угрожает жизни, з�
 
 
 def windows(settings: Settings) -> services.Windows:
-    return services.Windows(weeks_ahead=settings.booking_weeks_ahead,
-                            cutoff=dt.timedelta(minutes=settings.booking_cutoff_minutes),
-                            checkin_opens=dt.timedelta(minutes=settings.checkin_opens_minutes),
-                            no_show_grace=dt.timedelta(minutes=settings.no_show_grace_minutes))
+    return services.Windows.from_settings(settings)
 
 
 async def viewer_for(request: web.Request, principal: Principal | None = None) -> services.Viewer:
@@ -126,10 +123,20 @@ async def book(request: web.Request, body: schemas.BookingIn) -> web.Response:
               roles=[Role.patient, Role.physician, Role.admin])
 async def list_consultations(request: web.Request, query: schemas.ConsultationsQuery) -> web.Response:
     viewer = await viewer_for(request)
-    async with read(request) as session:
+    async with tx(request) as session:
         items = await queries.listing(session, viewer=viewer, scope=query.scope, now=utcnow(),
                                       date_from=query.date_from, date_to=query.date_to, limit=query.limit)
+        if viewer.role is not Role.patient:
+            await audit_listing(session, request, items)
     return json_response(schemas.ConsultationList(items=[consultation_out(i) for i in items]))
+
+
+async def audit_listing(session: AsyncSession, request: web.Request, items: list[queries.ConsultationView]) -> None:
+    """A list that names patients and their reasons is a read of each one's data: one entry per patient."""
+    now = utcnow()
+    for patient_id in dict.fromkeys(item.consultation.patient_id for item in items):
+        await audit.record(session, ctx=audit_context(request), action="consultation.listed",
+                           object_type="patient", object_id=patient_id, subject_patient_id=patient_id, now=now)
 
 
 @router.route("GET", "/api/v1/consultations/{consultation_id}", summary="One consultation, with the screening",
@@ -224,8 +231,9 @@ async def _own_physician_id(request: web.Request) -> uuid.UUID:
               response=schemas.QueueOut, roles=[Role.physician])
 async def waiting_room(request: web.Request) -> web.Response:
     physician_id = await _own_physician_id(request)
-    async with read(request) as session:
+    async with tx(request) as session:
         items = await queries.waiting_room(session, physician_id=physician_id)
+        await audit_listing(session, request, items)
     return json_response(schemas.QueueOut(items=[schemas.QueueItem(
         consultation_id=i.consultation.id, patient_name=i.patient_name, kind=i.consultation.kind.value,
         condition_name_ru=i.condition.name_ru, condition_name_en=i.condition.name_en,

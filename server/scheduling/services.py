@@ -41,6 +41,7 @@ from server.scheduling.problems import (
     TooLateToChange,
 )
 from server.scheduling.screening import AnswerError, QuestionnaireDefinition, Rule, RuleKind, evaluate, validate_answers
+from server.settings import Settings
 
 CHECKIN_QUESTIONNAIRE = "checkin"
 
@@ -63,6 +64,13 @@ class Windows:
     cutoff: dt.timedelta = dt.timedelta(hours=2)
     checkin_opens: dt.timedelta = dt.timedelta(minutes=15)
     no_show_grace: dt.timedelta = dt.timedelta(minutes=15)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Windows:
+        return cls(weeks_ahead=settings.booking_weeks_ahead,
+                   cutoff=dt.timedelta(minutes=settings.booking_cutoff_minutes),
+                   checkin_opens=dt.timedelta(minutes=settings.checkin_opens_minutes),
+                   no_show_grace=dt.timedelta(minutes=settings.no_show_grace_minutes))
 
 
 @dataclass(frozen=True)

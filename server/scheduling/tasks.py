@@ -10,12 +10,11 @@ from server.db.engine import create_engine, create_read_sessionmaker, create_ses
 from server.db.runner import run_async, run_in_session
 from server.notify import email_sender_from_settings, sms_gateway_from_settings
 from server.scheduling import delivery, outbox, services
-from server.scheduling.api import windows
 from server.settings import Settings
 
 
 async def _no_shows(session: AsyncSession, settings: Settings) -> int:
-    return len(await services.mark_no_shows(session, now=utcnow(), windows=windows(settings)))
+    return len(await services.mark_no_shows(session, now=utcnow(), windows=services.Windows.from_settings(settings)))
 
 
 async def _queue_reminders(session: AsyncSession, settings: Settings) -> int:

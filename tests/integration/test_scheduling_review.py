@@ -148,3 +148,19 @@ async def _book(client: TestClient, patient: Account, physician_id: str, catalog
     assert isinstance(made, Consultation)
     return made.id
 
+
+
+async def test_staff_listings_are_audited_per_patient(client: TestClient, catalogue: Any) -> None:
+    from sqlalchemy import select
+
+    from server.audit.models import AuditEntry
+
+    doctor, physician_id = await physician_on_duty(client)
+    patient = await register_patient(client)
+    await _book(client, patient, physician_id, catalogue)
+    assert (await client.get("/api/v1/consultations", headers=doctor.auth)).status == 200
+    async with client.app[keys.read_sessions]() as session:
+        listed = (await session.scalars(select(AuditEntry).where(AuditEntry.action == "consultation.listed"))).all()
+    assert [str(e.subject_patient_id) for e in listed] == [patient.patient_id]
+    log = await (await client.get("/api/v1/me/access-log", headers=patient.auth)).json()
+    assert log["items"][0]["action"] == "consultation.listed"

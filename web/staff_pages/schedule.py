@@ -7,8 +7,9 @@ import datetime as dt
 from aiohttp import web
 
 from server.db.base import utcnow
-from server.http.context import read
+from server.http.context import tx
 from server.scheduling import queries
+from server.scheduling.api import audit_listing
 from web.pages import render
 from web.staff_pages.common import SCHEDULE_LIMIT, load_desk, local_today, query_date
 
@@ -24,10 +25,11 @@ async def schedule_page(request: web.Request) -> web.Response:
         first, days = query_date(request.query.get("day")) or today, 1
     last = first + dt.timedelta(days=days - 1)
     by_day: dict[dt.date, list[queries.ConsultationView]] = {first + dt.timedelta(days=i): [] for i in range(days)}
-    async with read(request) as db:  # UTC dates one wider than the local ones, then sorted by local date
+    async with tx(request) as db:  # UTC dates one wider than the local ones, then sorted by local date
         found = await queries.listing(db, viewer=desk.viewer, scope="all", now=utcnow(),
                                       date_from=first - dt.timedelta(days=1), date_to=last + dt.timedelta(days=1),
                                       limit=SCHEDULE_LIMIT)
+        await audit_listing(db, request, found)  # the schedule names patients and their reasons
     for item in found:
         local_day = item.consultation.starts_at.astimezone(desk.zone).date()
         if local_day in by_day:

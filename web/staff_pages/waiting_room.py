@@ -11,15 +11,19 @@ from typing import Any
 from aiohttp import web
 
 from server.db.base import utcnow
-from server.http.context import read
+from server.http.context import tx
 from server.scheduling import queries
+from server.scheduling.api import audit_listing
 from web.pages import render
 from web.staff_pages.common import Desk, load_desk
 
 
-async def _queue_context(request: web.Request, desk: Desk) -> dict[str, Any]:
-    async with read(request) as db:
+async def _queue_context(request: web.Request, desk: Desk, *, audited: bool) -> dict[str, Any]:
+    """`audited` for the page itself; its minute-by-minute refreshes show the same patients again."""
+    async with tx(request) as db:
         items = await queries.waiting_room(db, physician_id=desk.physician.id)
+        if audited:
+            await audit_listing(db, request, items)
     now = utcnow()
     waited = {item.consultation.id: max(0, int((now - (item.consultation.checked_in_at or now)).total_seconds()
                                                 // 60)) for item in items}
@@ -30,8 +34,8 @@ async def _queue_context(request: web.Request, desk: Desk) -> dict[str, Any]:
 async def queue_response(request: web.Request, *, error: str | None = None, status: int = 200) -> web.Response:
     """The whole waiting-room page, with `error` when a change posted from it was refused."""
     desk = await load_desk(request)
-    return await render(request, "staff/waiting_room.html", {**await _queue_context(request, desk), "error": error},
-                        status=status)
+    context = await _queue_context(request, desk, audited=True)
+    return await render(request, "staff/waiting_room.html", {**context, "error": error}, status=status)
 
 
 async def waiting_room_page(request: web.Request) -> web.Response:
@@ -42,4 +46,4 @@ async def waiting_room_page(request: web.Request) -> web.Response:
 async def waiting_room_list(request: web.Request) -> web.Response:
     """Only the list, for the page's script to swap in when the live stream says something changed."""
     desk = await load_desk(request)
-    return await render(request, "staff/_queue.html", await _queue_context(request, desk))
+    return await render(request, "staff/_queue.html", await _queue_context(request, desk, audited=False))
