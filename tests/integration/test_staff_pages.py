@@ -642,3 +642,23 @@ async def test_every_form_needs_its_csrf_token(clinic: dict[str, Any], submitted
         response = await client.post(path.format(**ids), data={**data, **condition_form()}, headers=EN,
                                      allow_redirects=False)
         assert response.status == 403, path
+
+
+async def test_physician_records_an_in_person_diagnosis_that_allows_repeat_visits(clinic: dict[str, Any]) -> None:
+    client = clinic["client"]
+    await sign_in(client, clinic["doctor"])
+    detail = f"/clinic/consultations/{clinic['consultation']}"
+    assert 'data-testid="diagnosis"' in await page(client, detail)
+    future = await post(client, f"{detail}/diagnosis", {"condition_code": "hypertension",
+                                                         "diagnosed_on": "2999-01-01"}, form_page=detail)
+    assert future.headers["Location"].endswith("diagnosis=invalid")
+    recorded = await post(client, f"{detail}/diagnosis", {"condition_code": "hypertension",
+                                                           "diagnosed_on": "2025-06-01"}, form_page=detail)
+    assert recorded.status == 303
+    assert recorded.headers["Location"].endswith("diagnosis=recorded")
+    patient = clinic["patient"]
+    slot = await free_slot(client, patient, clinic["physician_id"], 30)
+    repeat = await client.post("/api/v1/consultations", headers=patient.auth, json=booking(
+        clinic["physician_id"], slot, benign_answers(clinic["catalogue"]["cardiovascular"]), condition="hypertension",
+        kind="repeat"))
+    assert repeat.status == 201, await repeat.text()

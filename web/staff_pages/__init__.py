@@ -17,6 +17,7 @@ from web.pages import PageHandler, page_handler
 from web.staff_pages.catalogue import catalogue_page, catalogue_submit
 from web.staff_pages.consultation import consultation_page
 from web.staff_pages.consultation_actions import admit_submit, cancel_submit, finish_submit, reschedule_submit
+from web.staff_pages.diagnosis import diagnosis_submit
 from web.staff_pages.formatting import FILTERS
 from web.staff_pages.hours import availability_page, availability_submit, exception_remove, exception_submit
 from web.staff_pages.physicians import schedules_page
@@ -41,6 +42,7 @@ def setup(app: web.Application) -> None:
         ("POST", "/clinic/consultations/{consultation_id}/finish", finish_submit),
         ("POST", "/clinic/consultations/{consultation_id}/cancel", cancel_submit),
         ("POST", "/clinic/consultations/{consultation_id}/reschedule", reschedule_submit),
+        ("POST", "/clinic/consultations/{consultation_id}/diagnosis", diagnosis_submit),
         ("GET", "/clinic/schedules", schedules_page),
         ("GET", "/clinic/catalogue", catalogue_page),
         ("POST", "/clinic/catalogue", catalogue_submit),

@@ -85,6 +85,7 @@ async def consultation_response(request: web.Request, *, error: str | None = Non
         "screening_version": screening.version if screening else None,
         "checkin": _answers(checkin.definition if checkin else None, consultation.checkin_answers),
         "device": consultation.device_check, "slots": slots, "error": error,
+        "diagnosis": request.query.get("diagnosis"), "today": utcnow().date().isoformat(),
         "may_admit": is_physician and consultation.status is ConsultationStatus.waiting,
         "may_finish": is_physician and ConsultationStatus.completed in allowed,
         "may_cancel": ConsultationStatus.cancelled in allowed,
