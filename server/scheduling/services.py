@@ -301,29 +301,33 @@ async def check_in(session: AsyncSession, *, consultation_id: uuid.UUID, viewer:
     return consultation
 
 
-async def admit(session: AsyncSession, *, consultation_id: uuid.UUID, viewer: Viewer, ctx: AuditContext,
-                now: dt.datetime) -> Consultation:
-    """The physician lets a waiting patient in: what later allows the call to start."""
+async def _physician_step(session: AsyncSession, *, consultation_id: uuid.UUID, viewer: Viewer, ctx: AuditContext,
+                          now: dt.datetime, target: ConsultationStatus, action: str) -> Consultation:
+    """A step only the consultation's own physician takes; the state machine decides if it is legal now."""
     consultation = await load(session, consultation_id, viewer, for_change=True)
     if viewer.role is not Role.physician:
         raise NotFound()
-    _move(consultation, ConsultationStatus.in_call)
+    _move(consultation, target)
+    await audit.record(session, ctx=ctx, action=action, object_type="consultation", object_id=consultation.id,
+                       subject_patient_id=consultation.patient_id, now=now)
+    return consultation
+
+
+async def admit(session: AsyncSession, *, consultation_id: uuid.UUID, viewer: Viewer, ctx: AuditContext,
+                now: dt.datetime) -> Consultation:
+    """The physician lets a waiting patient in: what later allows the call to start."""
+    consultation = await _physician_step(session, consultation_id=consultation_id, viewer=viewer, ctx=ctx, now=now,
+                                         target=ConsultationStatus.in_call, action="consultation.admitted")
     consultation.admitted_at = now
-    await audit.record(session, ctx=ctx, action="consultation.admitted", object_type="consultation",
-                       object_id=consultation.id, subject_patient_id=consultation.patient_id, now=now)
     return consultation
 
 
 async def finish(session: AsyncSession, *, consultation_id: uuid.UUID, viewer: Viewer, ctx: AuditContext,
                  now: dt.datetime) -> Consultation:
     """The physician ends the consultation (the call issue will also end it when the call ends)."""
-    consultation = await load(session, consultation_id, viewer, for_change=True)
-    if viewer.role is not Role.physician:
-        raise NotFound()
-    _move(consultation, ConsultationStatus.completed)
+    consultation = await _physician_step(session, consultation_id=consultation_id, viewer=viewer, ctx=ctx, now=now,
+                                         target=ConsultationStatus.completed, action="consultation.completed")
     consultation.ended_at = now
-    await audit.record(session, ctx=ctx, action="consultation.completed", object_type="consultation",
-                       object_id=consultation.id, subject_patient_id=consultation.patient_id, now=now)
     return consultation
 
 
