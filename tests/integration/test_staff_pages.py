@@ -8,6 +8,7 @@ import re
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import pyotp
@@ -662,3 +663,119 @@ async def test_physician_records_an_in_person_diagnosis_that_allows_repeat_visit
         clinic["physician_id"], slot, benign_answers(clinic["catalogue"]["cardiovascular"]), condition="hypertension",
         kind="repeat"))
     assert repeat.status == 201, await repeat.text()
+
+
+# --- booking on a patient's behalf -------------------------------------------------------------------------------
+
+
+def _answers_form(answers: dict[str, Any]) -> dict[str, str]:
+    return {f"answers.{key}": ("yes" if value else "no") if isinstance(value, bool) else str(value)
+            for key, value in answers.items()}
+
+
+def _chosen_slot(html: str) -> str:
+    found = re.search(r'<select id="starts-at" name="starts_at"[^>]*>\s*<option value="([^"]+)"', html)
+    assert found, "no free slot offered"
+    return found.group(1)
+
+
+async def _patient_consultations(client: TestClient, patient: Account) -> list[dict[str, Any]]:
+    response = await client.get("/api/v1/consultations?scope=all", headers=patient.auth)
+    assert response.status == 200, await response.text()
+    return list((await response.json())["items"])
+
+
+async def test_physician_finds_the_patient_and_books_them_into_an_own_slot(clinic: dict[str, Any]) -> None:
+    client = clinic["client"]
+    patient = await register_patient(client, full_name="Vera Telefonova", signed_in=True)
+    await register_patient(client, full_name="Someone Else")
+    await sign_in(client, clinic["doctor"])
+    found = await page(client, "/clinic/book?q=telefon")
+    assert "Vera Telefonova" in found
+    assert "Someone Else" not in found
+    assert f'href="/clinic/book?patient_id={patient.patient_id}"' in found
+    async with client.app[keys.read_sessions]() as session:
+        searched = (await session.scalars(select(AuditEntry).where(AuditEntry.action == "patient.searched"))).all()
+    assert [(str(entry.subject_patient_id), entry.actor_role) for entry in searched] == [
+        (patient.patient_id, "physician")]
+    choice = await page(client, f"/clinic/book?patient_id={patient.patient_id}&condition=arvi&kind=primary")
+    assert 'name="physician_id"' not in choice  # a physician books into their own schedule only
+    starts_at = _chosen_slot(choice)
+    form = await page(client, f"/clinic/book?patient_id={patient.patient_id}&condition=arvi&kind=primary"
+                              f"&starts_at={quote(starts_at)}")
+    assert 'data-testid="screening-form"' in form
+    response = await client.post("/clinic/book", headers=EN, allow_redirects=False, data={
+        "csrf_token": form_token(form), "patient_id": patient.patient_id, "condition": "arvi", "kind": "primary",
+        "physician_id": clinic["physician_id"], "starts_at": starts_at, "complaint": "Насморк",
+        **_answers_form(benign_answers(clinic["catalogue"]["respiratory"]))})
+    assert response.status == 303, await response.text()
+    items = await _patient_consultations(client, patient)
+    assert len(items) == 1
+    assert response.headers["Location"] == f"/clinic/consultations/{items[0]['id']}"
+    assert dt.datetime.fromisoformat(items[0]["starts_at"]) == dt.datetime.fromisoformat(starts_at)
+    assert "Vera Telefonova" in await page(client, response.headers["Location"])
+
+
+async def test_booking_for_a_patient_with_a_red_flag_books_nothing(clinic: dict[str, Any]) -> None:
+    client = clinic["client"]
+    patient = await register_patient(client, full_name="Red Flag", signed_in=True)
+    await sign_in(client, clinic["doctor"])
+    starts_at = _chosen_slot(await page(client, f"/clinic/book?patient_id={patient.patient_id}&condition=arvi"))
+    answers = {**benign_answers(clinic["catalogue"]["respiratory"]), "temperature": 40.2}
+    response = await post(client, "/clinic/book", {
+        "patient_id": patient.patient_id, "condition": "arvi", "kind": "primary",
+        "physician_id": clinic["physician_id"], "starts_at": starts_at, **_answers_form(answers)},
+        form_page="/clinic/book")
+    assert response.status == 422
+    html = await response.text()
+    assert 'data-testid="emergency"' in html
+    assert "103" in html
+    assert "112" in html
+    assert "Nothing was booked" in html
+    assert await _patient_consultations(client, patient) == []
+
+
+async def test_a_physician_cannot_book_into_another_physicians_slot(clinic: dict[str, Any]) -> None:
+    client = clinic["client"]
+    patient = await register_patient(client, full_name="Other Slot", signed_in=True)
+    _, other_id = await physician_on_duty(client)
+    other_slot = await free_slot(client, patient, other_id)
+    await sign_in(client, clinic["doctor"])
+    await page(client, f"/clinic/book?patient_id={patient.patient_id}&condition=arvi&physician_id={other_id}",
+               status=404)
+    response = await post(client, "/clinic/book", {
+        "patient_id": patient.patient_id, "condition": "arvi", "kind": "primary", "physician_id": other_id,
+        "starts_at": other_slot, **_answers_form(benign_answers(clinic["catalogue"]["respiratory"]))},
+        form_page="/clinic/book")
+    assert response.status == 404
+    assert await _patient_consultations(client, patient) == []
+
+
+async def test_booking_for_a_patient_needs_the_csrf_token(clinic: dict[str, Any]) -> None:
+    client = clinic["client"]
+    patient = await register_patient(client, full_name="No Token", signed_in=True)
+    await sign_in(client, clinic["doctor"])
+    starts_at = _chosen_slot(await page(client, f"/clinic/book?patient_id={patient.patient_id}&condition=arvi"))
+    response = await client.post("/clinic/book", headers=EN, allow_redirects=False, data={
+        "patient_id": patient.patient_id, "condition": "arvi", "kind": "primary",
+        "physician_id": clinic["physician_id"], "starts_at": starts_at,
+        **_answers_form(benign_answers(clinic["catalogue"]["respiratory"]))})
+    assert response.status == 403
+    assert await _patient_consultations(client, patient) == []
+
+
+async def test_an_admin_chooses_the_physician_and_books_for_the_patient(clinic: dict[str, Any]) -> None:
+    client = clinic["client"]
+    patient = await register_patient(client, full_name="Admin Booked", signed_in=True)
+    await sign_in(client, await admin_account(client))
+    base = f"/clinic/book?patient_id={patient.patient_id}&condition=arvi&kind=primary"
+    choice = await page(client, base)
+    assert f'<option value="{clinic["physician_id"]}"' in choice
+    assert 'id="starts-at"' not in choice
+    starts_at = _chosen_slot(await page(client, f"{base}&physician_id={clinic['physician_id']}"))
+    response = await post(client, "/clinic/book", {
+        "patient_id": patient.patient_id, "condition": "arvi", "kind": "primary",
+        "physician_id": clinic["physician_id"], "starts_at": starts_at,
+        **_answers_form(benign_answers(clinic["catalogue"]["respiratory"]))}, form_page="/clinic/book")
+    assert response.status == 303, await response.text()
+    assert len(await _patient_consultations(client, patient)) == 1

@@ -14,6 +14,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from web.pages import PageHandler, page_handler
+from web.staff_pages.booking import book_page, book_submit
 from web.staff_pages.catalogue import catalogue_page, catalogue_submit
 from web.staff_pages.consultation import consultation_page
 from web.staff_pages.consultation_actions import admit_submit, cancel_submit, finish_submit, reschedule_submit
@@ -49,6 +50,8 @@ def setup(app: web.Application) -> None:
         ("GET", "/clinic/questionnaires", questionnaires_page),
         ("GET", "/clinic/questionnaires/{code}", questionnaire_page),
         ("POST", "/clinic/questionnaires/{code}", questionnaire_submit),
+        ("GET", "/clinic/book", book_page),
+        ("POST", "/clinic/book", book_submit),
     ]
     for base in ("/clinic", "/clinic/physicians/{physician_id}"):  # one's own, and any for admins
         routes += [("GET", f"{base}/availability", availability_page),
