@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
 from server import keys
+from server.app import create_app
 from server.auth.models import Role
 from server.db.base import utcnow
 from server.db.engine import transaction
 from server.scheduling import availability, conditions, rules
 from server.scheduling.catalogue import load_conditions, load_questionnaires
 from server.scheduling.screening import QuestionnaireDefinition, evaluate
-from tests.factories import Account, create_staff
+from tests.conftest import make_settings
+from tests.factories import Account, create_staff, register_patient
 
 
 async def seed_catalogue(client: TestClient) -> dict[str, QuestionnaireDefinition]:
@@ -79,3 +82,21 @@ def booking(physician_id: str, starts_at: str, answers: dict[str, Any], *, condi
             kind: str = "primary", **extra: Any) -> dict[str, Any]:
     return {"physician_id": physician_id, "starts_at": starts_at, "condition_code": condition, "kind": kind,
             "answers": answers, "complaint": "Кашель и насморк третий день", **extra}
+
+
+async def booked_clinic(aiohttp_client: Any, tmp_path: Path, database_url: str,
+                        patient_name: str = "Пётр Ожидающий") -> dict[str, Any]:
+    """A clinic whose waiting room opens an hour ahead, with a patient booked into the next slot (so
+    check-in is open now): what the waiting-room and staff-page tests start from."""
+    client: TestClient = await aiohttp_client(create_app(make_settings(tmp_path, database_url,
+                                                                       checkin_opens_minutes=60)))
+    catalogue = await seed_catalogue(client)
+    doctor, physician_id = await physician_on_duty(client)
+    patient = await register_patient(client, full_name=patient_name)
+    starts_at = await free_slot(client, patient, physician_id)
+    made = await client.post("/api/v1/consultations", headers=patient.auth,
+                             json=booking(physician_id, starts_at, benign_answers(catalogue["respiratory"])))
+    assert made.status == 201, await made.text()
+    body = await made.json()
+    return {"client": client, "catalogue": catalogue, "doctor": doctor, "physician_id": physician_id,
+            "patient": patient, "consultation": body["id"], "starts_at": dt.datetime.fromisoformat(body["starts_at"])}

@@ -17,14 +17,18 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from server import keys
-from server.app import create_app
 from server.audit.models import AuditEntry
 from server.auth.models import Role
 from server.scheduling.models import ConditionVersion, Consultation, ConsultationStatus, Questionnaire
-from tests.conftest import make_settings
 from tests.factories import Account, create_staff, register_patient
 from tests.integration.test_pages import form_login, form_token, page_token
-from tests.scheduling_helpers import benign_answers, booking, free_slot, physician_on_duty, seed_catalogue
+from tests.scheduling_helpers import (
+    benign_answers,
+    booked_clinic,
+    booking,
+    free_slot,
+    physician_on_duty,
+)
 
 EN = {"Accept-Language": "en"}
 DEVICES = {"camera": True, "microphone": False, "speaker": True, "browser": "Chromium 156",
@@ -67,19 +71,7 @@ async def admin_account(client: TestClient) -> Account:
 
 @pytest.fixture
 async def clinic(aiohttp_client: Any, tmp_path: Path, database_url: str) -> dict[str, Any]:
-    """A physician on duty round the clock and a patient booked into the next slot; check-in is open."""
-    client: TestClient = await aiohttp_client(create_app(make_settings(tmp_path, database_url,
-                                                                       checkin_opens_minutes=60)))
-    catalogue = await seed_catalogue(client)
-    doctor, physician_id = await physician_on_duty(client)
-    patient = await register_patient(client, full_name="Пётр Ожидающий")
-    starts_at = await free_slot(client, patient, physician_id)
-    made = await client.post("/api/v1/consultations", headers=patient.auth,
-                             json=booking(physician_id, starts_at, benign_answers(catalogue["respiratory"])))
-    assert made.status == 201, await made.text()
-    body = await made.json()
-    return {"client": client, "catalogue": catalogue, "doctor": doctor, "physician_id": physician_id,
-            "patient": patient, "consultation": body["id"], "starts_at": dt.datetime.fromisoformat(body["starts_at"])}
+    return await booked_clinic(aiohttp_client, tmp_path, database_url)
 
 
 async def check_in(clinic: dict[str, Any]) -> None:

@@ -14,34 +14,28 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from server import keys
-from server.app import create_app
 from server.audit.services import AuditContext
 from server.db.base import utcnow
 from server.db.engine import transaction
 from server.scheduling import services
 from server.scheduling.models import Consultation, ConsultationKind, ConsultationStatus, ScreeningEvent
 from server.scheduling.screening import QuestionnaireDefinition
-from tests.conftest import make_settings
 from tests.factories import Account, register_patient
-from tests.scheduling_helpers import benign_answers, booking, free_slot, physician_on_duty, seed_catalogue
+from tests.scheduling_helpers import (
+    benign_answers,
+    booked_clinic,
+    booking,
+    free_slot,
+    physician_on_duty,
+    seed_catalogue,
+)
 
 DEVICES = {"camera": True, "microphone": True, "speaker": True, "browser": "Chromium 156"}
 
 
 @pytest.fixture
 async def clinic(aiohttp_client: Any, tmp_path: Path, database_url: str) -> dict[str, Any]:
-    """Check-in opens an hour before the start, so the next slot (within 20 minutes) is open now."""
-    client: TestClient = await aiohttp_client(create_app(make_settings(tmp_path, database_url,
-                                                                       checkin_opens_minutes=60)))
-    catalogue = await seed_catalogue(client)
-    doctor, physician_id = await physician_on_duty(client)
-    patient = await register_patient(client, full_name="Пётр Ожидающий")
-    starts_at = await free_slot(client, patient, physician_id)
-    made = await client.post("/api/v1/consultations", headers=patient.auth,
-                             json=booking(physician_id, starts_at, benign_answers(catalogue["respiratory"])))
-    assert made.status == 201, await made.text()
-    return {"client": client, "catalogue": catalogue, "doctor": doctor, "physician_id": physician_id,
-            "patient": patient, "consultation": (await made.json())["id"]}
+    return await booked_clinic(aiohttp_client, tmp_path, database_url)
 
 
 async def _check_in(clinic: dict[str, Any], answers: dict[str, Any] | None = None) -> Any:
