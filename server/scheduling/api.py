@@ -25,15 +25,10 @@ from server.people.models import Patient, Physician
 from server.scheduling import queries, schemas, services
 from server.scheduling.models import ConsultationKind
 from server.scheduling.problems import ScreeningStopped
-from server.settings import Settings
 
 router = ApiRouter("consultations")
 EMERGENCY = {"ru": "Если состояние угрожает жизни, звоните 103 или 112 прямо сейчас.",
              "en": "If this may be life-threatening, call 103 or 112 now."}
-
-
-def windows(settings: Settings) -> services.Windows:
-    return services.Windows.from_settings(settings)
 
 
 async def viewer_for(request: web.Request, principal: Principal | None = None) -> services.Viewer:
@@ -110,7 +105,7 @@ async def book(request: web.Request, body: schemas.BookingIn) -> web.Response:
                                      starts_at=body.starts_at, condition_code=body.condition_code,
                                      kind=ConsultationKind(body.kind), answers=body.answers,
                                      complaint=body.complaint, ctx=audit_context(request), now=utcnow(),
-                                     windows=windows(settings))
+                                     windows=services.Windows.from_settings(settings))
         view = None if isinstance(result, services.ScreeningRefusal) else await queries.view(session, result.id)
     if isinstance(result, services.ScreeningRefusal):
         raise refusal_problem(result, principal.locale)
@@ -162,10 +157,9 @@ async def _change(request: web.Request, change: str, **kwargs: object) -> web.Re
     settings = request.app[keys.settings]
     async with tx(request) as session:
         operation = getattr(services, change)
+        timed = {"windows": services.Windows.from_settings(settings)} if change in ("cancel", "reschedule") else {}
         consultation = await operation(session, consultation_id=consultation_id, viewer=viewer,
-                                       ctx=audit_context(request), now=utcnow(), **kwargs,
-                                       **({"windows": windows(settings)} if change in ("cancel", "reschedule")
-                                          else {}))
+                                       ctx=audit_context(request), now=utcnow(), **kwargs, **timed)
         view = await queries.view(session, consultation.id)
     _publish(request, view.consultation.physician_id, change, view.consultation.id)
     return json_response(detail_out(view))
@@ -198,7 +192,7 @@ async def check_in(request: web.Request, body: schemas.CheckInIn) -> web.Respons
         result = await services.check_in(session, consultation_id=consultation_id, viewer=viewer,
                                          answers=body.answers, device_check=body.device_check.model_dump(),
                                          ctx=audit_context(request), now=utcnow(),
-                                         windows=windows(request.app[keys.settings]))
+                                         windows=services.Windows.from_settings(request.app[keys.settings]))
         consultation = await services.load(session, consultation_id, viewer)
         view = await queries.view(session, consultation.id)
     _publish(request, consultation.physician_id, "refused" if isinstance(result, services.ScreeningRefusal)

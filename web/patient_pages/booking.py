@@ -22,7 +22,6 @@ from server.http.problems import ProblemError
 from server.people import services as people
 from server.people.models import Physician
 from server.scheduling import availability, conditions, services
-from server.scheduling.api import windows
 from server.scheduling.models import ConditionVersion, ConsultationKind
 from server.scheduling.screening import QuestionnaireDefinition
 from web.i18n import N_
@@ -181,7 +180,7 @@ async def book_submit(request: web.Request) -> web.Response:
                 session, patient_id=principal.patient_id, physician_id=choice.physician.id,
                 starts_at=choice.starts_at, condition_code=choice.condition.code,
                 kind=ConsultationKind(choice.kind), answers=answers.values, complaint=complaint,
-                ctx=audit_context(request), now=utcnow(), windows=windows(settings))
+                ctx=audit_context(request), now=utcnow(), windows=services.Windows.from_settings(settings))
     except ProblemError as problem:
         code = problem_code(problem)
         if code in KIND_ERRORS:

@@ -23,7 +23,7 @@ from server.http.principal import Principal, audit_context
 from server.http.problems import NotFound, ProblemError
 from server.people.models import Physician
 from server.scheduling import queries, rules, services
-from server.scheduling.api import viewer_for, windows
+from server.scheduling.api import viewer_for
 from server.scheduling.models import ConsultationStatus, Questionnaire
 from server.scheduling.screening import QuestionnaireDefinition
 from web.pages import page_user, read_form
@@ -92,7 +92,7 @@ async def _detail(request: web.Request, principal: Principal, consultation_id: u
         checkin = await session.get(Questionnaire, consultation.checkin_questionnaire_id) \
             if consultation.checkin_questionnaire_id else None
     assert physician is not None  # noqa: S101  # a foreign key
-    limits = windows(settings)
+    limits = services.Windows.from_settings(settings)
     live = consultation.status in (ConsultationStatus.scheduled, ConsultationStatus.waiting,
                                    ConsultationStatus.in_call)
     return await render_page(request, "consultation.html", {
@@ -126,7 +126,7 @@ async def cancel_submit(request: web.Request) -> web.Response:
         async with tx(request) as session:
             consultation = await services.cancel(session, consultation_id=consultation_id, viewer=viewer,
                                                  ctx=audit_context(request), now=utcnow(),
-                                                 windows=windows(request.app[keys.settings]))
+                                                 windows=services.Windows.from_settings(request.app[keys.settings]))
             physician_id = consultation.physician_id
     except NotFound:
         raise await not_found(request) from None
@@ -147,7 +147,7 @@ async def _reschedule_form(request: web.Request, principal: Principal, consultat
         date_from = parse_date(query.get("date_from"))
         slots, more = await free_slot_page(session, request, physician_id=consultation.physician_id,
                                            date_from=date_from, after=parse_instant(query.get("after")))
-    limits = windows(request.app[keys.settings])
+    limits = services.Windows.from_settings(request.app[keys.settings])
     movable = consultation.status is ConsultationStatus.scheduled
     here = f"/my/consultations/{consultation.id}/reschedule"
     return await render_page(request, "reschedule.html", {
@@ -177,7 +177,7 @@ async def reschedule_submit(request: web.Request) -> web.Response:
         async with tx(request) as session:
             consultation = await services.reschedule(session, consultation_id=consultation_id, starts_at=starts_at,
                                                      viewer=viewer, ctx=audit_context(request), now=utcnow(),
-                                                     windows=windows(request.app[keys.settings]))
+                                                     windows=services.Windows.from_settings(request.app[keys.settings]))
             physician_id = consultation.physician_id
     except NotFound:
         raise await not_found(request) from None

@@ -19,7 +19,7 @@ from server.http.principal import Principal, audit_context
 from server.http.problems import NotFound, ProblemError
 from server.people.models import Physician
 from server.scheduling import conditions, queries, rules, services
-from server.scheduling.api import viewer_for, windows
+from server.scheduling.api import viewer_for
 from server.scheduling.models import ConsultationStatus
 from server.scheduling.screening import QuestionnaireDefinition
 from web.pages import page_user, read_form
@@ -55,7 +55,7 @@ async def _waiting_room(request: web.Request, principal: Principal, consultation
     if consultation.status is not ConsultationStatus.scheduled:
         raise web.HTTPFound(f"/my/consultations/{consultation.id}") if request.method == "GET" \
             else web.HTTPSeeOther(f"/my/consultations/{consultation.id}")
-    limits = windows(settings)
+    limits = services.Windows.from_settings(settings)
     is_open = rules.checkin_open(consultation.starts_at, now=now, opens_before=limits.checkin_opens,
                                  grace=limits.no_show_grace)
     return await render_page(request, "checkin.html", {
@@ -87,7 +87,7 @@ async def check_in_submit(request: web.Request) -> web.Response:
             result = await services.check_in(session, consultation_id=consultation_id, viewer=viewer,
                                              answers=answers.values, device_check=read_device_check(form),
                                              ctx=audit_context(request), now=utcnow(),
-                                             windows=windows(request.app[keys.settings]))
+                                             windows=services.Windows.from_settings(request.app[keys.settings]))
     except NotFound:
         raise await not_found(request) from None
     except ProblemError as problem:

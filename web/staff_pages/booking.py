@@ -28,7 +28,7 @@ from server.http.problems import NotFound, ProblemError
 from server.people import services as people
 from server.people.models import Patient, Physician
 from server.scheduling import availability, conditions, services
-from server.scheduling.api import EMERGENCY, viewer_for, windows
+from server.scheduling.api import EMERGENCY, viewer_for
 from server.scheduling.models import ConditionVersion, ConsultationKind
 from server.scheduling.screening import QuestionnaireDefinition
 from web.i18n import N_
@@ -181,7 +181,7 @@ async def book_submit(request: web.Request) -> web.Response:
                 session, patient_id=booking.patient.id, physician_id=booking.physician[0].id,
                 starts_at=booking.starts_at, condition_code=booking.condition.code,
                 kind=ConsultationKind(booking.kind), answers=answers.values, complaint=complaint,
-                ctx=audit_context(request), now=utcnow(), windows=windows(settings))
+                ctx=audit_context(request), now=utcnow(), windows=services.Windows.from_settings(settings))
     except NotFound:
         raise await not_found(request) from None
     except ProblemError as problem:

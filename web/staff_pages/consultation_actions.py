@@ -18,7 +18,7 @@ from server.http.context import tx
 from server.http.principal import audit_context
 from server.http.problems import NotFound, ProblemError
 from server.scheduling import services
-from server.scheduling.api import viewer_for, windows
+from server.scheduling.api import viewer_for
 from server.scheduling.models import Consultation
 from web.i18n import N_
 from web.pages import PageAnswer, page_user, read_form
@@ -51,7 +51,7 @@ async def _change(request: web.Request, change: str, *, roles: tuple[Role, ...] 
             raise PageAnswer(await consultation_response(request, error=N_("Choose the new time."), status=422))
         arguments["starts_at"] = starts_at
     if change in ("cancel", "reschedule"):
-        arguments["windows"] = windows(request.app[keys.settings])
+        arguments["windows"] = services.Windows.from_settings(request.app[keys.settings])
     operation = getattr(services, change)
     try:
         async with tx(request) as db:
