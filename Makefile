@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(PY) -m server db upgrade
 	$(PY) -m server catalogue seed
+	$(PY) -m server consent seed
 	$(PY) -m server demo seed --if-empty
 	$(PY) -m server serve
 

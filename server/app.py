@@ -12,6 +12,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from consent import api as consent_api
+from consent.services import WithdrawalEvents
+from consent.setup import consent_setup
 from server import keys
 from server.audit import api as audit_api
 from server.auth import api as auth_api
@@ -34,7 +37,8 @@ from server.settings import Settings
 
 log = structlog.get_logger("telemed.app")
 VERSION = "0.1.0"
-ROUTERS = (auth_api.router, people_api.router, audit_api.router, scheduling_api.router, schedule_api.router)
+ROUTERS = (auth_api.router, people_api.router, audit_api.router, scheduling_api.router, schedule_api.router,
+           consent_api.router)
 _head_revision = web.AppKey("head_revision", str)
 _openapi: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 
@@ -120,6 +124,8 @@ def create_app(settings: Settings | None = None) -> web.Application:
                                        registrations_per_ip=settings.registrations_per_ip_per_hour)
     app[keys.metrics] = create_metrics()
     app[keys.waiting_room] = WaitingRoomBus()
+    app[keys.consent] = consent_setup(settings, material)
+    app[keys.consent_withdrawals] = WithdrawalEvents()
     head = ScriptDirectory.from_config(alembic_config(settings.resolved_database_url)).get_current_head()
     app[_head_revision] = head or ""
     app.cleanup_ctx.append(database)

@@ -203,6 +203,59 @@ def catalogue_seed() -> None:
 
 
 @main.group()
+def consent() -> None:
+    """Consent documents: the default texts, and verifying a signed consent."""
+
+
+@consent.command("seed")
+def consent_seed() -> None:
+    """Publish the default consent texts for every purpose that has none yet."""
+    from consent import templates
+    from server.audit.services import AuditContext
+    from server.db.base import utcnow
+    from server.db.runner import run_in_session
+
+    async def work(session: AsyncSession, s: Settings) -> int:
+        return len(await templates.seed_defaults(session, ctx=AuditContext(actor_role="system"), now=utcnow()))
+
+    click.echo(f"{run_in_session(work, _settings())} consent texts published")
+
+
+@consent.command("verify")
+@click.argument("consent_id", type=click.UUID)
+def consent_verify(consent_id: Any) -> None:
+    """Re-check a signed consent from the stored evidence: seal, fields, document, template, signature."""
+    from consent import services
+    from consent.models import Consent
+    from consent.setup import consent_setup
+    from server.audit import services as audit
+    from server.audit.services import AuditContext
+    from server.db.base import utcnow
+    from server.db.runner import run_in_session
+    from server.keyring import load_key_material
+
+    async def work(session: AsyncSession, s: Settings) -> services.Verification | None:
+        consent = await session.get(Consent, consent_id)
+        if consent is None:
+            return None
+        setup = consent_setup(s, load_key_material(s), senders=False)
+        result = await services.verify(session, consent, setup=setup)
+        await audit.record(session, ctx=AuditContext(actor_role="cli"), action="consent.verified",
+                           object_type="consent", object_id=consent.id, subject_patient_id=consent.patient_id,
+                           detail={"ok": result.ok}, now=utcnow())
+        return result
+
+    result = run_in_session(work, _settings())
+    if result is None:
+        raise click.ClickException(f"no consent {consent_id}")
+    for check in result.checks:
+        click.echo(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
+    if not result.ok:
+        raise click.ClickException("the consent does not verify")
+    click.echo("the consent verifies")
+
+
+@main.group()
 def users() -> None:
     """Accounts."""
 

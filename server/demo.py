@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from consent import templates
 from server.audit.services import SYSTEM, AuditContext
 from server.auth import totp
 from server.auth.models import Role, User
@@ -65,6 +66,7 @@ async def seed(session: AsyncSession, settings: Settings, *, passwords: Password
     await conditions.seed_catalogue(session, conditions=load_conditions(), questionnaires=load_questionnaires(),
                                     now=now)
     ctx = AuditContext(actor_role="system", request_id="demo-seed")
+    await templates.seed_defaults(session, ctx=ctx, now=now)  # patients sign these before their first call
     totp_key = load_key_material(settings).derive("totp-secrets")
     accounts: list[DemoAccount] = []
     for role, email, name, extra in STAFF:

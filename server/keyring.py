@@ -1,4 +1,4 @@
-"""The node's key material: JWT signing keys, the master key and the audit checkpoint key.
+"""The node's key material: JWT signing keys, the master key, the audit checkpoint key and the consent seal.
 
 Keys come from settings; where a setting is empty (development, tests) they are generated on first run
 into `<data_dir>/keys/` with mode 0600 and reused afterwards. Production refuses generated keys, so a
@@ -225,4 +225,36 @@ def generate_key_settings() -> dict[str, str]:
         "TELEMED_JWT_PRIVATE_KEY": _pem(Ed25519PrivateKey.generate()).decode(),
         "TELEMED_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
         "TELEMED_AUDIT_KEY": _pem(Ed25519PrivateKey.generate()).decode(),
+        "TELEMED_SEAL_KEY": _pem(Ed25519PrivateKey.generate()).decode(),
     }
+
+
+@dataclass(frozen=True)
+class SealKeys:
+    """The clinic's seal: one key signs consent records; retired keys keep verifying what they sealed."""
+
+    signing_kid: str
+    signing_key: Ed25519PrivateKey
+    verification_keys: dict[str, Ed25519PublicKey]
+
+
+def load_seal_keys(settings: Settings) -> SealKeys:
+    """The seal key from settings, or (outside production) generated once into `<keys>/seal.pem`."""
+    settings.ensure_data_dir()
+    if settings.seal_key is not None:
+        signing = _load_ed25519(settings.seal_key.get_secret_value().encode(), "TELEMED_SEAL_KEY")
+    elif settings.is_production:
+        raise KeyConfigurationError("production refuses generated keys; set TELEMED_SEAL_KEY")
+    else:
+        path = settings.keys_dir / "seal.pem"
+        if not path.exists():
+            _write_secret(path, _pem(Ed25519PrivateKey.generate()))
+        signing = _load_ed25519(path.read_bytes(), "seal key")
+    kid = jwk_thumbprint(signing.public_key())
+    verification = {kid: signing.public_key()}
+    for old in settings.seal_previous_public_keys:
+        public = serialization.load_pem_public_key(old.encode())
+        if not isinstance(public, Ed25519PublicKey):
+            raise KeyConfigurationError("TELEMED_SEAL_PREVIOUS_PUBLIC_KEYS holds Ed25519 public keys in PEM")
+        verification[jwk_thumbprint(public)] = public
+    return SealKeys(kid, signing, verification)

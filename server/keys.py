@@ -13,6 +13,8 @@ from server.keyring import KeyMaterial
 from server.settings import Settings
 
 if TYPE_CHECKING:
+    from consent.services import WithdrawalEvents
+    from consent.setup import ConsentSetup
     from server.auth.throttle import LoginThrottle
     from server.http.principal import Principal
     from server.observability import Metrics
@@ -28,6 +30,8 @@ token_issuer = web.AppKey("token_issuer", TokenIssuer)
 throttle: web.AppKey[LoginThrottle] = web.AppKey("throttle")
 waiting_room: web.AppKey[WaitingRoomBus] = web.AppKey("waiting_room")
 metrics: web.AppKey[Metrics] = web.AppKey("metrics")
+consent: web.AppKey[ConsentSetup] = web.AppKey("consent")
+consent_withdrawals: web.AppKey[WithdrawalEvents] = web.AppKey("consent_withdrawals")
 
 # Per-request values (request[...]).
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -1,9 +1,10 @@
 """Every domain's tables in one metadata, for migrations and `db check`."""
 
+from consent import models as consent_models
 from server.audit import models as audit_models
 from server.auth import models as auth_models
 from server.db.base import Base
 from server.people import models as people_models
 from server.scheduling import models as scheduling_models
 
-__all__ = ["Base", "audit_models", "auth_models", "people_models", "scheduling_models"]
+__all__ = ["Base", "audit_models", "auth_models", "consent_models", "people_models", "scheduling_models"]

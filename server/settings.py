@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -82,6 +83,25 @@ class Settings(BaseSettings):
     sms_webhook_url: str | None = None
     sms_webhook_token: SecretStr | None = None
 
+    # Consent: which documents a consultation needs, how they are signed, whom the clinic trusts
+    recording_enabled: bool = True  # the clinic records its consultations
+    recording_required: bool = True  # no recording consent, no consultation (false: an unrecorded one)
+    consent_validity_days: int = Field(default=0, ge=0)  # 0: a consent holds until withdrawn
+    consent_required_level: Literal["simple", "enhanced_unqualified", "enhanced_qualified"] = "simple"
+    consent_otp_ttl_seconds: int = Field(default=600, ge=60, le=3600)
+    consent_otp_attempts: int = Field(default=5, ge=1, le=10)
+    consent_otp_per_hour: int = Field(default=5, ge=1, le=100)  # codes a patient may ask for per document
+    consent_trust_anchors: list[Path] = Field(default_factory=list)  # PEM/DER files of trusted root CAs
+    consent_intermediates: list[Path] = Field(default_factory=list)
+    consent_crls: list[Path] = Field(default_factory=list)
+    consent_qualified_policy_oids: list[str] = Field(default_factory=list)
+    consent_subject_match: Literal["email", "snils"] = "email"  # how a certificate names the patient
+    consent_signature_max_bytes: int = Field(default=262_144, ge=1024)
+    consent_scan_max_bytes: int = Field(default=8_388_608, ge=65_536)
+    consent_font: Path | None = None  # a TTF with Cyrillic; DejaVu Sans by default
+    seal_key: SecretStr | None = None  # Ed25519 PEM that seals consent records; generated in keys/ if unset
+    seal_previous_public_keys: list[str] = Field(default_factory=list)  # retired seal keys, still verifying
+
     log_format: str | None = None  # "json" or "console"; json in production by default
     log_level: str = "INFO"
     audit_checkpoint_interval_seconds: int = Field(default=300, ge=5)
@@ -89,7 +109,7 @@ class Settings(BaseSettings):
 
     @field_validator("database_url", "broker_url", "jwt_private_key", "master_key", "audit_key", "log_format",
                      "smtp_host", "smtp_username", "smtp_password", "sms_webhook_url", "sms_webhook_token",
-                     mode="before")
+                     "consent_font", "seal_key", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """`KEY=` in a .env (as in .env.example) means "not set", not "set to nothing"."""

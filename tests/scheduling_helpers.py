@@ -18,14 +18,17 @@ from server.scheduling import availability, conditions, rules
 from server.scheduling.catalogue import load_conditions, load_questionnaires
 from server.scheduling.screening import QuestionnaireDefinition, evaluate
 from tests.conftest import make_settings
+from tests.consent_helpers import seed_templates, sign_consents
 from tests.factories import Account, create_staff, register_patient
 
 
 async def seed_catalogue(client: TestClient) -> dict[str, QuestionnaireDefinition]:
+    """The clinic's catalogue, questionnaires and consent texts, as `make serve` seeds them."""
     questionnaires = load_questionnaires()
     async with transaction(client.app[keys.sessions]) as session:
         await conditions.seed_catalogue(session, conditions=load_conditions(), questionnaires=questionnaires,
                                         now=utcnow())
+    await seed_templates(client)
     return questionnaires
 
 
@@ -85,14 +88,16 @@ def booking(physician_id: str, starts_at: str, answers: dict[str, Any], *, condi
 
 
 async def booked_clinic(aiohttp_client: Any, tmp_path: Path, database_url: str,
-                        patient_name: str = "Пётр Ожидающий") -> dict[str, Any]:
+                        patient_name: str = "Пётр Ожидающий", consented: bool = True) -> dict[str, Any]:
     """A clinic whose waiting room opens an hour ahead, with a patient booked into the next slot (so
-    check-in is open now): what the waiting-room and staff-page tests start from."""
+    check-in is open now) who has signed the consents: what the waiting-room and staff-page tests start from."""
     client: TestClient = await aiohttp_client(create_app(make_settings(tmp_path, database_url,
                                                                        checkin_opens_minutes=60)))
     catalogue = await seed_catalogue(client)
     doctor, physician_id = await physician_on_duty(client)
     patient = await register_patient(client, full_name=patient_name)
+    if consented:
+        await sign_consents(client, patient)
     starts_at = await free_slot(client, patient, physician_id)
     made = await client.post("/api/v1/consultations", headers=patient.auth,
                              json=booking(physician_id, starts_at, benign_answers(catalogue["respiratory"])))

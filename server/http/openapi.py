@@ -51,13 +51,19 @@ def build_spec(endpoints: list[Endpoint], *, title: str, version: str, extra_pat
         if endpoint.body is not None:
             operation["requestBody"] = {"required": True,
                                         "content": {"application/json": {"schema": ref(endpoint.body, "validation")}}}
+        if endpoint.uploads:
+            operation["requestBody"] = {"required": True, "content": {
+                media: {"schema": {"type": "string", "contentMediaType": media}} for media in endpoint.uploads}}
         success: dict[str, Any] = {"description": "Success"}
         if endpoint.response is not None:
             success["content"] = {"application/json": {"schema": ref(endpoint.response, "serialization")}}
+        elif endpoint.produces is not None:
+            success["content"] = {endpoint.produces: {"schema": {"type": "string",
+                                                                 "contentMediaType": endpoint.produces}}}
         operation["responses"][str(endpoint.status)] = success
         problem = {"application/problem+json": {"schema": ref(Problem, "serialization")}}
         statuses = set(endpoint.errors)
-        if endpoint.body is not None:
+        if endpoint.body is not None or endpoint.uploads:
             statuses |= {400, 413, 415, 422}
         if not endpoint.public:
             statuses |= {401}

@@ -88,3 +88,28 @@ def path_uuid(request: web.Request, name: str) -> uuid.UUID:
         return uuid.UUID(request.match_info[name])
     except ValueError:
         raise NotFound() from None
+
+
+async def read_upload(request: web.Request, *, media_types: tuple[str, ...], limit: int) -> tuple[bytes, str]:
+    """A raw (non-JSON) body of one of `media_types`, read up to `limit` bytes: 413 past it, 400 if empty.
+
+    Streams the body, so an upload larger than the JSON limit is allowed where it is meant to be."""
+    if request.content_type not in media_types:
+        raise ProblemError(f"Send the body as one of: {', '.join(media_types)}", status=415,
+                           code="unsupported_media_type", title="Unsupported media type")
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit)
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    if not size:
+        raise ProblemError("The upload is empty", status=400, code="empty", title="Empty upload")
+    return b"".join(chunks), request.content_type
+
+
+def _too_large(limit: int) -> ProblemError:
+    return ProblemError(f"The upload is larger than {limit} bytes", status=413, code="too_large",
+                        title="Upload too large")

@@ -39,6 +39,8 @@ class Endpoint:
     allow_mfa_pending: bool = False
     errors: tuple[int, ...] = ()
     description: str | None = None
+    uploads: tuple[str, ...] = ()  # media types of a raw (non-JSON) body the handler reads itself
+    produces: str | None = None  # media type of a non-JSON answer (a PDF, a signature)
 
     @property
     def path_params(self) -> list[str]:
@@ -53,11 +55,12 @@ class ApiRouter:
     def route(self, method: str, path: str, *, summary: str, body: type[BaseModel] | None = None,
               query: type[BaseModel] | None = None, response: type[BaseModel] | None = None,
               status: int = 200, roles: Collection[Role] | None = None, public: bool = False,
-              allow_mfa_pending: bool = False, errors: tuple[int, ...] = ()) -> Callable[[Handler], Handler]:
+              allow_mfa_pending: bool = False, errors: tuple[int, ...] = (), uploads: tuple[str, ...] = (),
+              produces: str | None = None) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             endpoint = Endpoint(method, path, handler, summary, (self.tag,), body, query, response, status,
                                 frozenset(roles) if roles is not None else None, public,
-                                allow_mfa_pending, errors, (handler.__doc__ or "").strip() or None)
+                                allow_mfa_pending, errors, (handler.__doc__ or "").strip() or None, uploads, produces)
             self.endpoints.append(endpoint)
             return handler
         return register

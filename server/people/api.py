@@ -52,7 +52,7 @@ async def register(request: web.Request, body: schemas.RegisterIn) -> web.Respon
         user, _ = await services.register_patient(
             session, passwords=request.app[keys.passwords], email=body.email, password=body.password,
             full_name=body.full_name, birth_date=body.birth_date, phone=body.phone, locale=body.locale,
-            ctx=audit_context(request), now=utcnow(),
+            ctx=audit_context(request), now=utcnow(), snils=body.snils,
         )
         found = await services.profile(session, user_id=user.id)
     return json_response(me_out(found), status=201)

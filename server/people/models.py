@@ -18,6 +18,8 @@ class Patient(Base):
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), unique=True)
     birth_date: Mapped[dt.date]
     phone: Mapped[str] = mapped_column(String(20))  # E.164
+    # СНИЛС, 11 digits: how a qualified e-signature certificate names its holder (enhanced consent).
+    snils: Mapped[str | None] = mapped_column(String(11), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     # The patient chooses how to be reminded; e-mail on by default, SMS on request.
     notify_email: Mapped[bool] = mapped_column(default=True, server_default=true())

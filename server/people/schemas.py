@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 
 from server.http.parsing import RequestModel
+from server.people import rules
 
 E164 = r"^\+[1-9]\d{7,14}$"
 Locale = Literal["ru", "en"]
@@ -26,8 +27,20 @@ class RegisterIn(RequestModel):
     birth_date: dt.date
     phone: str = Field(pattern=E164, description="E.164, e.g. +79161234567")
     locale: Locale = "ru"
+    snils: str | None = Field(default=None, max_length=14, description="СНИЛС (11 digits, separators allowed); "
+                              "matches a qualified e-signature certificate to the patient")
 
     _email = field_validator("email")(_lower)
+
+    @field_validator("snils")
+    @classmethod
+    def _snils(cls, value: str | None) -> str | None:
+        if value is None or not value:
+            return None
+        digits = "".join(c for c in value if c not in " -")
+        if not rules.snils_valid(digits):
+            raise ValueError("not a valid СНИЛС (11 digits with a correct check number)")
+        return digits
 
     @field_validator("birth_date")
     @classmethod

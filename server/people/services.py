@@ -40,12 +40,12 @@ async def _add_user(session: AsyncSession, user: User) -> None:
 
 async def register_patient(session: AsyncSession, *, passwords: Passwords, email: str, password: str,
                            full_name: str, birth_date: dt.date, phone: str, locale: str, ctx: AuditContext,
-                           now: dt.datetime) -> tuple[User, Patient]:
+                           now: dt.datetime, snils: str | None = None) -> tuple[User, Patient]:
     """A patient signs themself up; the account is usable at once."""
     user = User(email=email.lower(), password_hash=await passwords.hash(password), role=Role.patient,
                 full_name=full_name, locale=locale, created_at=now)
     await _add_user(session, user)
-    patient = Patient(user_id=user.id, birth_date=birth_date, phone=phone, created_at=now)
+    patient = Patient(user_id=user.id, birth_date=birth_date, phone=phone, snils=snils, created_at=now)
     session.add(patient)
     await session.flush()
     await audit.record(session, ctx=ctx.acting_as(user.id, Role.patient.value),

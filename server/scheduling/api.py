@@ -11,6 +11,7 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from consent import services as consent
 from server import keys
 from server.audit import services as audit
 from server.auth.models import Role
@@ -157,7 +158,10 @@ async def _change(request: web.Request, change: str, **kwargs: object) -> web.Re
     settings = request.app[keys.settings]
     async with tx(request) as session:
         operation = getattr(services, change)
-        timed = {"windows": services.Windows.from_settings(settings)} if change in ("cancel", "reschedule") else {}
+        timed: dict[str, object] = {"windows": services.Windows.from_settings(settings)} \
+            if change in ("cancel", "reschedule") else {}
+        if change == "admit":
+            timed["consent_policy"] = request.app[keys.consent].policy
         consultation = await operation(session, consultation_id=consultation_id, viewer=viewer,
                                        ctx=audit_context(request), now=utcnow(), **kwargs, **timed)
         view = await queries.view(session, consultation.id)
@@ -184,7 +188,9 @@ async def reschedule(request: web.Request, body: schemas.RescheduleIn) -> web.Re
               summary="Enter the waiting room (repeat screening and device check)", body=schemas.CheckInIn,
               response=schemas.ConsultationDetailOut, roles=[Role.patient], errors=(404, 409))
 async def check_in(request: web.Request, body: schemas.CheckInIn) -> web.Response:
-    """Opens shortly before the start; a red flag stops the check-in as it stops a booking."""
+    """Opens shortly before the start; a red flag stops the check-in as it stops a booking. Without valid
+    consents (missing, outdated by a material new version, withdrawn, expired) it answers 409
+    `consent_required`, listing each document and why."""
     principal = await authenticate(request)
     viewer = await viewer_for(request, principal)
     consultation_id = path_uuid(request, "consultation_id")
@@ -192,7 +198,8 @@ async def check_in(request: web.Request, body: schemas.CheckInIn) -> web.Respons
         result = await services.check_in(session, consultation_id=consultation_id, viewer=viewer,
                                          answers=body.answers, device_check=body.device_check.model_dump(),
                                          ctx=audit_context(request), now=utcnow(),
-                                         windows=services.Windows.from_settings(request.app[keys.settings]))
+                                         windows=services.Windows.from_settings(request.app[keys.settings]),
+                                         consent_policy=request.app[keys.consent].policy)
         consultation = await services.load(session, consultation_id, viewer)
         view = await queries.view(session, consultation.id)
     _publish(request, consultation.physician_id, "refused" if isinstance(result, services.ScreeningRefusal)
@@ -225,14 +232,21 @@ async def _own_physician_id(request: web.Request) -> uuid.UUID:
               response=schemas.QueueOut, roles=[Role.physician])
 async def waiting_room(request: web.Request) -> web.Response:
     physician_id = await _own_physician_id(request)
+    policy, now = request.app[keys.consent].policy, utcnow()
     async with tx(request) as session:
         items = await queries.waiting_room(session, physician_id=physician_id)
         await audit_listing(session, request, items)
+        gates = {i.consultation.id: await consent.check_gate(session, i.consultation, policy=policy, now=now)
+                 for i in items}
     return json_response(schemas.QueueOut(items=[schemas.QueueItem(
         consultation_id=i.consultation.id, patient_name=i.patient_name, kind=i.consultation.kind.value,
         condition_name_ru=i.condition.name_ru, condition_name_en=i.condition.name_en,
         starts_at=i.consultation.starts_at, checked_in_at=i.consultation.checked_in_at,
-        device_check=i.consultation.device_check) for i in items]))
+        device_check=i.consultation.device_check,
+        consent=schemas.ConsentGateOut(may_start=gates[i.consultation.id].may_start,
+                                       may_record=gates[i.consultation.id].may_record,
+                                       problems=consent.gate_problems(gates[i.consultation.id])))
+        for i in items]))
 
 
 @router.route("GET", "/api/v1/physicians/me/waiting-room/events",

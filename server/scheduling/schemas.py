@@ -215,6 +215,14 @@ class DiagnosisOut(BaseModel):
     diagnosed_on: dt.date
 
 
+class ConsentGateOut(BaseModel):
+    """The patient's consents as the gate sees them now (a withdrawal after check-in shows here)."""
+
+    may_start: bool
+    may_record: bool
+    problems: list[dict[str, str | bool]] = Field(description="Each purpose not held: {purpose, problem, required}")
+
+
 class QueueItem(BaseModel):
     consultation_id: uuid.UUID
     patient_name: str
@@ -224,6 +232,7 @@ class QueueItem(BaseModel):
     starts_at: dt.datetime
     checked_in_at: dt.datetime | None
     device_check: dict[str, Any] | None
+    consent: ConsentGateOut
 
 
 class QueueOut(BaseModel):

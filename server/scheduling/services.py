@@ -16,6 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from consent import services as consent
+from consent.problems import ConsentRequired
+from consent.rules import GatePolicy
 from server.audit import services as audit
 from server.audit.services import AuditContext
 from server.auth.models import Role
@@ -272,9 +275,10 @@ async def reschedule(session: AsyncSession, *, consultation_id: uuid.UUID, start
 
 
 async def check_in(session: AsyncSession, *, consultation_id: uuid.UUID, viewer: Viewer, answers: dict[str, Any],
-                   device_check: dict[str, Any], ctx: AuditContext, now: dt.datetime,
-                   windows: Windows) -> Consultation | ScreeningRefusal:
-    """The patient enters the waiting room after a short repeat screening and the device check."""
+                   device_check: dict[str, Any], ctx: AuditContext, now: dt.datetime, windows: Windows,
+                   consent_policy: GatePolicy) -> Consultation | ScreeningRefusal:
+    """The patient enters the waiting room after a short repeat screening and the device check, holding
+    valid consents (the gate): nobody waits for a call that could not start."""
     consultation = await load(session, consultation_id, viewer, for_change=True)
     if viewer.role is not Role.patient:
         raise NotFound()
@@ -282,6 +286,9 @@ async def check_in(session: AsyncSession, *, consultation_id: uuid.UUID, viewer:
     if not already_waiting and not rules.checkin_open(consultation.starts_at, now=now,
                                                       opens_before=windows.checkin_opens, grace=windows.no_show_grace):
         raise CheckinClosed()
+    gate = await consent.check_gate(session, consultation, policy=consent_policy, now=now)
+    if not gate.may_start:
+        raise ConsentRequired([p for p in consent.gate_problems(gate) if p["required"]])
     questionnaire = await conditions.current_questionnaire(session, CHECKIN_QUESTIONNAIRE)
     clean, triggered = _screen(questionnaire, answers)
     if triggered:
@@ -314,10 +321,14 @@ async def _physician_step(session: AsyncSession, *, consultation_id: uuid.UUID, 
 
 
 async def admit(session: AsyncSession, *, consultation_id: uuid.UUID, viewer: Viewer, ctx: AuditContext,
-                now: dt.datetime) -> Consultation:
-    """The physician lets a waiting patient in: what later allows the call to start."""
+                now: dt.datetime, consent_policy: GatePolicy) -> Consultation:
+    """The physician lets a waiting patient in: what later allows the call to start. The consents are asked
+    again: the patient may have withdrawn one while waiting."""
     consultation = await _physician_step(session, consultation_id=consultation_id, viewer=viewer, ctx=ctx, now=now,
                                          target=ConsultationStatus.in_call, action="consultation.admitted")
+    gate = await consent.check_gate(session, consultation, policy=consent_policy, now=now)
+    if not gate.may_start:
+        raise ConsentRequired([p for p in consent.gate_problems(gate) if p["required"]])
     consultation.admitted_at = now
     return consultation
 

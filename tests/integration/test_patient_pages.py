@@ -21,6 +21,7 @@ from server.db.engine import transaction
 from server.scheduling.models import Consultation, ConsultationStatus, ScreeningEvent
 from server.scheduling.screening import QuestionnaireDefinition
 from tests.conftest import make_settings
+from tests.consent_helpers import sign_consents
 from tests.factories import PASSWORD, Account, create_staff, register_patient
 from tests.integration.test_pages import EN, RU, form_login, form_token, register_form
 from tests.scheduling_helpers import benign_answers, booking, free_slot, physician_on_duty, seed_catalogue
@@ -124,6 +125,7 @@ async def open_clinic(aiohttp_client: Any, tmp_path: Path, database_url: str) ->
     catalogue = await seed_catalogue(client)
     doctor, physician_id = await physician_on_duty(client)
     patient = await patient_in_browser(client)
+    await sign_consents(client, patient)
     consultation = await book_via_api(client, catalogue, patient, physician_id)
     return {"client": client, "catalogue": catalogue, "doctor": doctor, "patient": patient,
             "consultation": consultation}

@@ -19,6 +19,7 @@ from server.db.engine import transaction
 from server.scheduling import conditions, services
 from server.scheduling.models import Consultation, ConsultationKind, ConsultationStatus
 from server.scheduling.screening import QuestionnaireDefinition
+from tests.consent_helpers import sign_consents
 from tests.factories import Account, register_patient
 from tests.scheduling_helpers import benign_answers, booking, free_slot, physician_on_duty, seed_catalogue
 
@@ -66,19 +67,22 @@ async def test_second_check_in_screens_again(client: TestClient, catalogue: Any)
     windows = services.Windows(checkin_opens=dt.timedelta(hours=2))
     _, physician_id = await physician_on_duty(client)
     patient = await register_patient(client)
+    await sign_consents(client, patient)
     consultation = await _book(client, patient, physician_id, catalogue)
     viewer = services.Viewer(uuid.UUID(patient.user_id), Role.patient, uuid.UUID(patient.patient_id or ""))
     answers = benign_answers(catalogue["checkin"])
+    policy = client.app[keys.consent].policy
     async with transaction(client.app[keys.sessions]) as session:
         first = await services.check_in(session, consultation_id=consultation, viewer=viewer, answers=answers,
                                         device_check={}, ctx=AuditContext(actor_role="test"), now=utcnow(),
-                                        windows=windows)
+                                        windows=windows, consent_policy=policy)
     assert isinstance(first, Consultation)
     chest = next(q.id for q in catalogue["checkin"].questions if "chest" in q.id)
     async with transaction(client.app[keys.sessions]) as session:
         second = await services.check_in(session, consultation_id=consultation, viewer=viewer,
                                          answers={**answers, chest: True}, device_check={},
-                                         ctx=AuditContext(actor_role="test"), now=utcnow(), windows=windows)
+                                         ctx=AuditContext(actor_role="test"), now=utcnow(), windows=windows,
+                                         consent_policy=policy)
     assert isinstance(second, services.ScreeningRefusal)
     assert second.red_flag
 

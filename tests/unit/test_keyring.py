@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from server.auth.tokens import InvalidToken, decode_access_token, issue_access_token
 from server.keyring import (
@@ -15,6 +16,7 @@ from server.keyring import (
     generate_key_settings,
     load_audit_key,
     load_key_material,
+    load_seal_keys,
     rotate_jwt_key,
 )
 from server.settings import Settings
@@ -45,6 +47,8 @@ def test_keyring_production_refuses_generated_keys(tmp_path: Path) -> None:
         load_key_material(_settings(tmp_path, env="production"))
     with pytest.raises(KeyConfigurationError, match="TELEMED_AUDIT_KEY"):
         load_audit_key(_settings(tmp_path, env="production"))
+    with pytest.raises(KeyConfigurationError, match="TELEMED_SEAL_KEY"):
+        load_seal_keys(_settings(tmp_path, env="production"))
     assert not (tmp_path / "var" / "keys").exists()  # nothing generated on the way to refusing
 
 
@@ -54,7 +58,21 @@ def test_keyring_production_accepts_configured_keys(tmp_path: Path) -> None:
                          master_key=configured["TELEMED_MASTER_KEY"], audit_key=configured["TELEMED_AUDIT_KEY"])
     material = load_key_material(settings)
     assert material.generated == frozenset()
+    seal = load_seal_keys(_settings(tmp_path, env="production", seal_key=configured["TELEMED_SEAL_KEY"]))
+    assert list(seal.verification_keys) == [seal.signing_kid]
     assert not (tmp_path / "var" / "keys").exists()
+
+
+def test_seal_keys_are_generated_once_and_retired_ones_keep_verifying(tmp_path: Path) -> None:
+    first = load_seal_keys(_settings(tmp_path))
+    assert stat.S_IMODE((tmp_path / "var" / "keys" / "seal.pem").stat().st_mode) == 0o600
+    assert load_seal_keys(_settings(tmp_path)).signing_kid == first.signing_kid
+    retired = first.signing_key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                          serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    rotated = load_seal_keys(_settings(tmp_path, seal_key=generate_key_settings()["TELEMED_SEAL_KEY"],
+                                       seal_previous_public_keys=[retired]))
+    assert rotated.signing_kid != first.signing_kid
+    assert set(rotated.verification_keys) == {rotated.signing_kid, first.signing_kid}
 
 
 def test_keyring_rejects_a_short_master_key(tmp_path: Path) -> None:
