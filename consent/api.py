@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import delivery, fhir, rules, schemas, seal, services, signing, templates
 from consent.models import Consent, ConsentDocument, ConsentPurpose, ConsentTemplate, OtpChannel
-from consent.problems import CodeRefused
+from consent.problems import CodeNotSent, CodeRefused, ConsentDamaged
 from consent.setup import ConsentSetup
 from server import keys
 from server.audit import services as audit
@@ -21,7 +21,7 @@ from server.db.base import utcnow
 from server.http.context import read, tx
 from server.http.parsing import path_uuid, read_upload
 from server.http.principal import Principal, audit_context, authenticate
-from server.http.problems import NotFound, ProblemError
+from server.http.problems import FieldError, NotFound, ProblemError, ValidationFailed
 from server.http.responses import json_response
 from server.http.routing import ApiRouter
 from server.scheduling.models import Consultation, ConsultationStatus
@@ -134,14 +134,17 @@ async def prepare_document(request: web.Request, body: schemas.DocumentIn) -> we
     principal = await authenticate(request)
     actor = actor_of(principal)
     patient_id = principal.patient_id if principal.role is Role.patient else body.patient_id
-    if patient_id is None or (principal.role is Role.patient and body.patient_id not in (None, patient_id)):
+    if patient_id is None:
+        raise ValidationFailed("staff prepare a document for a patient: patient_id is required", errors=[
+            FieldError(field="patient_id", message="required when staff prepare a document", type="missing")])
+    if principal.role is Role.patient and body.patient_id not in (None, patient_id):
         raise NotFound()
     async with tx(request) as session:
         if not await signing.may_act_for(session, actor, patient_id):
             raise NotFound()
         document = await signing.prepare(session, patient_id=patient_id, purpose=ConsentPurpose(body.purpose),
-                                         language=body.language, actor=actor, setup=request.app[keys.consent],
-                                         now=utcnow())
+                                         language=body.language, actor=actor, ctx=audit_context(request),
+                                         setup=request.app[keys.consent], now=utcnow())
         out = await document_out(session, document)
     return json_response(out, status=201)
 
@@ -150,8 +153,11 @@ async def prepare_document(request: web.Request, body: schemas.DocumentIn) -> we
               roles=[Role.patient, Role.physician, Role.admin], errors=(404,), produces=PDF)
 async def document_pdf(request: web.Request) -> web.Response:
     principal = await authenticate(request)
-    async with read(request) as session:
-        document = await signing.load_document(session, path_uuid(request, "document_id"), actor_of(principal))
+    actor = actor_of(principal)
+    async with tx(request) as session:
+        document = await signing.load_document(session, path_uuid(request, "document_id"), actor)
+        await signing.audit_document_read(session, document, actor=actor, ctx=audit_context(request),
+                                          what="downloaded", now=utcnow())
     return _pdf(document.pdf, f"consent-{document.id}.pdf")
 
 
@@ -166,7 +172,12 @@ async def send_code(request: web.Request, body: schemas.CodeIn) -> web.Response:
         sending = await signing.request_code(session, document_id=path_uuid(request, "document_id"),
                                              channel=OtpChannel(body.channel), actor=actor_of(principal),
                                              setup=setup, now=utcnow())
-    await delivery.deliver_code(setup, sending, language=principal.locale)
+    try:
+        await delivery.deliver_code(setup, sending, language=principal.locale)
+    except CodeNotSent:
+        async with tx(request) as session:  # not sent: it must not use up the patient's hourly allowance
+            await signing.forget_code(session, otp_id=sending.otp.id)
+        raise
     otp = sending.otp
     return json_response(schemas.CodeSentOut(channel=otp.channel.value, destination=otp.destination_masked,
                                              expires_at=otp.expires_at, attempts=setup.otp_attempts), status=202)
@@ -174,9 +185,10 @@ async def send_code(request: web.Request, body: schemas.CodeIn) -> web.Response:
 
 @router.route("POST", "/api/v1/consent-documents/{document_id}/sign", summary="Sign with the one-time code",
               body=schemas.SignIn, response=schemas.ConsentOut, status=201, roles=[Role.patient],
-              errors=(404, 409))
+              errors=(404, 409, 422))
 async def sign_with_code(request: web.Request, body: schemas.SignIn) -> web.Response:
-    """A simple e-signature. Wrong, expired, reused and exhausted codes are refused (422 with `attempts_left`)."""
+    """A simple e-signature. Wrong, expired and exhausted codes are refused (422 with `attempts_left`); a
+    document already signed is 409 `already_signed`, one whose text the clinic replaced 409 `document_outdated`."""
     principal = await authenticate(request)
     async with tx(request) as session:
         result = await signing.sign_with_code(session, document_id=path_uuid(request, "document_id"), code=body.code,
@@ -355,21 +367,28 @@ async def verification(request: web.Request) -> web.Response:
 
 
 @router.route("GET", "/api/v1/consents/{consent_id}/fhir", summary="The consent as a FHIR R4 Consent resource",
-              roles=[Role.patient, Role.physician, Role.admin], errors=(404,), produces="application/fhir+json")
+              roles=[Role.patient, Role.physician, Role.admin], errors=(404, 409), produces="application/fhir+json")
 async def consent_fhir(request: web.Request) -> web.Response:
     consent, _ = await _load_for_read(request, "exported")
-    setup = request.app[keys.consent]
     async with read(request) as session:
         document = await session.get(ConsentDocument, consent.document_id)
     if document is None:
         raise NotFound()
-    resource = fhir.consent_resource(fhir.ConsentFhirInput(
+    try:
+        resource = _fhir_resource(request, consent, document.pdf)
+    except ValueError:  # the stored PDF no longer matches the sealed hash: nothing trustworthy to export
+        raise ConsentDamaged() from None
+    return web.Response(text=json.dumps(resource, ensure_ascii=False), content_type="application/fhir+json")
+
+
+def _fhir_resource(request: web.Request, consent: Consent, pdf: bytes) -> dict[str, object]:
+    setup = request.app[keys.consent]
+    return fhir.consent_resource(fhir.ConsentFhirInput(
         consent_id=consent.id, patient_id=consent.patient_id, purpose=consent.purpose.value,
         status="inactive" if consent.withdrawn_at else "active", signed_at=consent.signed_at,
         withdrawn_at=consent.withdrawn_at, language=consent.language, template_version=consent.template_version,
-        template_sha256=consent.template_sha256, document_sha256=consent.document_sha256, pdf=document.pdf,
+        template_sha256=consent.template_sha256, document_sha256=consent.document_sha256, pdf=pdf,
         signature_level=consent.level.value, clinic_name=setup.clinic_name, base_url=_base_url(request)))
-    return web.Response(text=json.dumps(resource, ensure_ascii=False), content_type="application/fhir+json")
 
 
 def _base_url(request: web.Request) -> str:

@@ -19,6 +19,18 @@ class AlreadySigned(Conflict):
     code, title = "already_signed", "This document is already signed"
 
 
+class DocumentOutdated(Conflict):
+    code, title = "document_outdated", "The clinic has published a new version of this text; open it again"
+
+
+class DraftConflict(Conflict):
+    code, title = "draft_conflict", "Someone else drafted a version of this text at the same moment; reload"
+
+
+class ConsentDamaged(Conflict):
+    code, title = "consent_damaged", "The stored consent does not match its document; run its verification"
+
+
 class AlreadyWithdrawn(Conflict):
     code, title = "already_withdrawn", "This consent is already withdrawn"
 

@@ -97,6 +97,8 @@ def mask_email(address: str) -> str:
     """Enough for the patient to recognise where the code went, too little to identify them."""
     local, _, domain = address.partition("@")
     shown = local[0] if local else ""
+    if len(domain) > 48:  # fits the stored column whatever the address (e-mails may be 254 characters)
+        domain = "…" + domain[-47:]
     return f"{shown}***@{domain}"
 
 

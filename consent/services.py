@@ -156,7 +156,10 @@ async def verify(session: AsyncSession, consent: Consent, *, setup: ConsentSetup
                             "the PDF's SHA-256 matches the sealed hash" if actual == consent.document_sha256
                             else f"the PDF's SHA-256 is {actual}, not the sealed {consent.document_sha256}"))
     checks.append(await _check_template(session, consent))
-    evidence_hash = rules.sha256_hex(rules.canonical_json(consent.evidence))
+    try:
+        evidence_hash = rules.sha256_hex(rules.canonical_json(consent.evidence))
+    except (TypeError, ValueError):  # not a JSON object any more
+        evidence_hash = ""
     checks.append(Check("evidence", evidence_hash == consent.evidence_sha256,
                         "the evidence matches its sealed hash" if evidence_hash == consent.evidence_sha256
                         else "the stored evidence was changed after sealing"))
@@ -197,7 +200,7 @@ async def _check_template(session: AsyncSession, consent: Consent) -> Check:
 
 async def _check_signature(session: AsyncSession, consent: Consent, document: ConsentDocument | None,
                            setup: ConsentSetup) -> Check:
-    evidence = consent.evidence
+    evidence = consent.evidence if isinstance(consent.evidence, dict) else {}
     if evidence.get("document_sha256") != consent.document_sha256:
         return Check("signature", False, "the signature evidence names another document")
     if consent.level is SignatureLevel.simple:
@@ -211,7 +214,9 @@ async def _check_signature(session: AsyncSession, consent: Consent, document: Co
     if setup.verifier is None or document is None:
         return Check("signature", False, "cannot re-verify the enhanced signature: no trusted CAs are configured")
     # The identity the signature was matched to when it was made: a later change of e-mail changes nothing.
-    signer = evidence.get("signer") or {}
+    signer = evidence.get("signer")
+    if not isinstance(signer, dict):
+        return Check("signature", False, "the evidence does not name whom the signature was matched to")
     try:
         verified = await setup.verifier.verify(document=document.pdf, signature=blob,
                                                signer=Signer(email=str(signer.get("email", "")),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from consent.models import SignatureLevel
 from consent.rules import GatePolicy
@@ -24,6 +25,7 @@ class ConsentSetup:
     seal_keys: SealKeys
     otp_key: bytes
     clinic_name: str
+    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/Moscow"))  # the clinic's calendar
     otp_ttl: dt.timedelta = dt.timedelta(minutes=10)
     otp_attempts: int = 5
     otp_per_hour: int = 5
@@ -57,6 +59,7 @@ def consent_setup(settings: Settings, key_material: KeyMaterial, *, senders: boo
     return ConsentSetup(
         policy=policy_from_settings(settings), seal_keys=load_seal_keys(settings),
         otp_key=key_material.derive("consent-otp"), clinic_name=settings.clinic_name,
+        zone=ZoneInfo(settings.clinic_time_zone),
         otp_ttl=dt.timedelta(seconds=settings.consent_otp_ttl_seconds), otp_attempts=settings.consent_otp_attempts,
         otp_per_hour=settings.consent_otp_per_hour, font=settings.consent_font,
         verifier=verifier_from_settings(settings), signature_max_bytes=settings.consent_signature_max_bytes,

@@ -31,6 +31,7 @@ from consent.pdf import ConsentDocumentInput, render_consent_pdf
 from consent.problems import (
     AlreadySigned,
     CodeRefused,
+    DocumentOutdated,
     EnhancedNotConfigured,
     NoDestination,
     SignatureRefused,
@@ -43,7 +44,7 @@ from server.audit.services import AuditContext
 from server.auth.models import Role, User
 from server.http.problems import NotFound
 from server.people.models import Patient, Physician
-from server.scheduling.models import Consultation
+from server.scheduling.models import Consultation, ConsultationStatus
 
 USER_AGENT_MAX = 300
 
@@ -74,17 +75,20 @@ async def _patient_user(session: AsyncSession, patient_id: uuid.UUID) -> tuple[P
 
 
 async def prepare(session: AsyncSession, *, patient_id: uuid.UUID, purpose: ConsentPurpose, language: str,
-                  actor: Actor, setup: ConsentSetup, now: dt.datetime) -> ConsentDocument:
+                  actor: Actor, ctx: AuditContext, setup: ConsentSetup, now: dt.datetime) -> ConsentDocument:
     """The PDF of the current version for this patient, today. An unsigned one made today is reused, so
     reloading the page does not pile up documents."""
     template = await templates.current(session, purpose)
+    local = now.astimezone(setup.zone)
+    today_began = local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(dt.UTC)
     existing = (await session.scalars(select(ConsentDocument).outerjoin(
         Consent, Consent.document_id == ConsentDocument.id).where(
         ConsentDocument.patient_id == patient_id, ConsentDocument.template_id == template.id,
         ConsentDocument.language == language, Consent.id.is_(None),
-        ConsentDocument.created_at >= now.replace(hour=0, minute=0, second=0, microsecond=0))
+        ConsentDocument.created_at >= today_began)
         .order_by(ConsentDocument.created_at.desc()).limit(1))).one_or_none()
     if existing is not None:
+        await audit_document_read(session, existing, actor=actor, ctx=ctx, what="prepared", now=now)
         return existing
     patient, user = await _patient_user(session, patient_id)
     document_id = uuid.uuid4()
@@ -94,7 +98,16 @@ async def prepare(session: AsyncSession, *, patient_id: uuid.UUID, purpose: Cons
                                pdf=pdf, sha256=rules.sha256_hex(pdf), created_at=now, created_by_user_id=actor.user_id)
     session.add(document)
     await session.flush()
+    await audit_document_read(session, document, actor=actor, ctx=ctx, what="prepared", now=now)
     return document
+
+
+async def audit_document_read(session: AsyncSession, document: ConsentDocument, *, actor: Actor, ctx: AuditContext,
+                              what: str, now: dt.datetime) -> None:
+    """Staff making or reading a patient's document (it carries name and birth date) is in their access log."""
+    if actor.role is not Role.patient:
+        await audit.record(session, ctx=ctx, action=f"consent_document.{what}", object_type="consent_document",
+                           object_id=document.id, subject_patient_id=document.patient_id, now=now)
 
 
 def _render(template: ConsentTemplate, *, document_id: uuid.UUID, language: str, patient_name: str,
@@ -103,7 +116,7 @@ def _render(template: ConsentTemplate, *, document_id: uuid.UUID, language: str,
     data = ConsentDocumentInput(document_id=document_id, clinic_name=setup.clinic_name, purpose=template.purpose.value,
                                 template_version=template.version, template_sha256=template.sha256 or "",
                                 language=language, title=title, body=body, patient_name=patient_name,
-                                birth_date=birth_date, document_date=now.date())
+                                birth_date=birth_date, document_date=now.astimezone(setup.zone).date())
     return render_consent_pdf(data) if setup.font is None else render_consent_pdf(data, font_path=setup.font,
                                                                                     bold_font_path=setup.font)
 
@@ -128,22 +141,28 @@ async def load_document(session: AsyncSession, document_id: uuid.UUID, actor: Ac
 
 
 async def may_act_for(session: AsyncSession, actor: Actor, patient_id: uuid.UUID) -> bool:
-    """A patient for themself; an admin for anyone; a physician for patients booked with them."""
+    """A patient for themself; an admin for anyone; a physician for patients booked with them (a booking the
+    patient cancelled gives no access)."""
     if actor.role is Role.patient:
         return actor.patient_id == patient_id
     if actor.role is Role.admin:
         return True
     if actor.role is Role.physician:
         found = await session.scalar(select(Consultation.id).join(Physician, Physician.id == Consultation.physician_id)
-                                     .where(Physician.user_id == actor.user_id, Consultation.patient_id == patient_id)
+                                     .where(Physician.user_id == actor.user_id, Consultation.patient_id == patient_id,
+                                            Consultation.status != ConsultationStatus.cancelled)
                                      .limit(1))
         return found is not None
     return False
 
 
-async def _ensure_unsigned(session: AsyncSession, document: ConsentDocument) -> None:
+async def _ensure_signable(session: AsyncSession, document: ConsentDocument) -> None:
+    """Not signed yet, and still of the current version: a patient never signs a text the clinic replaced."""
     if await session.scalar(select(Consent.id).where(Consent.document_id == document.id)) is not None:
         raise AlreadySigned()
+    template = await session.get(ConsentTemplate, document.template_id)
+    if template is None or (await templates.current(session, template.purpose)).id != template.id:
+        raise DocumentOutdated()
 
 
 @dataclass(frozen=True)
@@ -160,7 +179,7 @@ async def request_code(session: AsyncSession, *, document_id: uuid.UUID, channel
     document = await load_document(session, document_id, actor, for_change=True)
     if actor.role is not Role.patient:
         raise NotFound()
-    await _ensure_unsigned(session, document)
+    await _ensure_signable(session, document)
     recent = await session.scalar(select(func.count()).select_from(ConsentOtp).where(
         ConsentOtp.document_id == document.id, ConsentOtp.created_at > now - dt.timedelta(hours=1)))
     if (recent or 0) >= setup.otp_per_hour:
@@ -172,7 +191,7 @@ async def request_code(session: AsyncSession, *, document_id: uuid.UUID, channel
     masked = rules.mask_email(destination) if channel is OtpChannel.email else rules.mask_phone(destination)
     for earlier in (await session.scalars(select(ConsentOtp).where(ConsentOtp.document_id == document.id,
                                                                    ConsentOtp.used_at.is_(None)))).all():
-        earlier.expires_at = min(earlier.expires_at, now)
+        earlier.expires_at = min(earlier.expires_at, now)  # only the newest code signs
     code = f"{secrets.randbelow(1_000_000):06d}"
     otp = ConsentOtp(id=uuid.uuid4(), document_id=document.id, document_sha256=document.sha256, channel=channel,
                      destination_masked=masked, code_hash="", created_at=now, expires_at=now + setup.otp_ttl)
@@ -182,13 +201,20 @@ async def request_code(session: AsyncSession, *, document_id: uuid.UUID, channel
     return CodeToSend(otp, code, channel, destination)
 
 
+async def forget_code(session: AsyncSession, *, otp_id: uuid.UUID) -> None:
+    """A code that could not be delivered: it never counted against the patient's hourly allowance."""
+    otp = await session.get(ConsentOtp, otp_id)
+    if otp is not None and otp.used_at is None:
+        await session.delete(otp)
+
+
 async def sign_with_code(session: AsyncSession, *, document_id: uuid.UUID, code: str, actor: Actor, client: Client,
                          ctx: AuditContext, setup: ConsentSetup, now: dt.datetime) -> Consent | CodeRefused:
     """A simple e-signature: the latest code sent for this document, entered by its patient."""
     document = await load_document(session, document_id, actor, for_change=True)
     if actor.role is not Role.patient:
         raise NotFound()
-    await _ensure_unsigned(session, document)
+    await _ensure_signable(session, document)
     otp = (await session.scalars(select(ConsentOtp).where(ConsentOtp.document_id == document.id)
                                  .order_by(ConsentOtp.created_at.desc()).limit(1).with_for_update()
                                  .execution_options(populate_existing=True))).one_or_none()
@@ -229,7 +255,7 @@ async def sign_with_certificate(session: AsyncSession, *, document_id: uuid.UUID
         raise NotFound()
     if setup.verifier is None:
         raise EnhancedNotConfigured()
-    await _ensure_unsigned(session, document)
+    await _ensure_signable(session, document)
     patient, user = await _patient_user(session, document.patient_id)
     try:
         verified = await setup.verifier.verify(document=document.pdf, signature=signature,
@@ -262,7 +288,7 @@ async def attest_paper(session: AsyncSession, *, document_id: uuid.UUID, scan: b
     document = await load_document(session, document_id, actor, for_change=True)
     if actor.role not in (Role.admin, Role.physician):
         raise NotFound()
-    await _ensure_unsigned(session, document)
+    await _ensure_signable(session, document)
     evidence = {"method": "paper_signed_in_person", "document_sha256": document.sha256,
                 "scan_sha256": rules.sha256_hex(scan), "scan_media_type": media_type, "scan_bytes": len(scan),
                 "attested_by_user_id": str(actor.user_id), "attested_by_role": actor.role.value, "note": note,
@@ -272,7 +298,12 @@ async def attest_paper(session: AsyncSession, *, document_id: uuid.UUID, scan: b
 
 
 def _client_evidence(client: Client) -> dict[str, Any]:
-    agent = client.user_agent[:USER_AGENT_MAX] if client.user_agent else None
+    """The browser's own words, made safe to store and seal: valid UTF-8 (a header may carry any bytes), no
+    control characters, bounded."""
+    agent = None
+    if client.user_agent:
+        text = client.user_agent.encode("utf-8", "replace").decode("utf-8")
+        agent = "".join(c if c.isprintable() else "?" for c in text)[:USER_AGENT_MAX]
     return {"ip_hash": client.ip_hash, "user_agent": agent}
 
 

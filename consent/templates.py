@@ -10,11 +10,12 @@ import datetime as dt
 import uuid
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import rules
 from consent.models import ConsentPurpose, ConsentTemplate, TemplateStatus
-from consent.problems import NoPublishedTemplate, TemplateImmutable
+from consent.problems import DraftConflict, NoPublishedTemplate, TemplateImmutable
 from consent.texts import default_texts
 from server.audit import services as audit
 from server.audit.services import AuditContext
@@ -45,8 +46,12 @@ async def create_draft(session: AsyncSession, *, purpose: ConsentPurpose, title_
     template = ConsentTemplate(purpose=purpose, version=(latest or 0) + 1, status=TemplateStatus.draft,
                                title_ru=title_ru, body_ru=body_ru, title_en=title_en, body_en=body_en,
                                created_at=now, created_by_user_id=ctx.actor_user_id)
-    session.add(template)
-    await session.flush()
+    try:  # two admins drafting at once both read the same latest version: the unique index decides
+        async with session.begin_nested():
+            session.add(template)
+            await session.flush()
+    except IntegrityError:
+        raise DraftConflict() from None
     await audit.record(session, ctx=ctx, action="consent_template.drafted", object_type="consent_template",
                        object_id=template.id, detail={"purpose": purpose.value, "version": template.version}, now=now)
     return template

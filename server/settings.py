@@ -9,6 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -70,6 +71,7 @@ class Settings(BaseSettings):
     no_show_grace_minutes: int = Field(default=15, ge=1, le=120)
     complaint_max_chars: int = Field(default=1000, ge=100, le=5000)
     clinic_name: str = "Telemed clinic"
+    clinic_time_zone: str = "Europe/Moscow"  # IANA name: the date printed on the clinic's documents
 
     # Notifications: e-mail through SMTP, or (no host set) .eml files in <data_dir>/outbox for development
     smtp_host: str | None = None
@@ -120,6 +122,15 @@ class Settings(BaseSettings):
         if self.is_production and not self.admin_mfa_required:
             raise ValueError("TELEMED_ADMIN_MFA_REQUIRED cannot be turned off in production")
         return self
+
+    @field_validator("clinic_time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Moscow") from None
+        return value
 
     @field_validator("default_locale")
     @classmethod

@@ -31,7 +31,8 @@ async def sign_consents(client: TestClient, patient: Account,
     for purpose in purposes or setup.policy.asked_purposes():
         async with transaction(client.app[keys.sessions]) as session:
             document = await signing.prepare(session, patient_id=actor.patient_id, purpose=purpose,  # type: ignore[arg-type]
-                                             language="ru", actor=actor, setup=setup, now=utcnow())
+                                             language="ru", actor=actor, ctx=AuditContext(actor_role="patient"),
+                                             setup=setup, now=utcnow())
             sending = await signing.request_code(session, document_id=document.id, channel=OtpChannel.email,
                                                  actor=actor, setup=setup, now=utcnow())
         async with transaction(client.app[keys.sessions]) as session:

@@ -108,7 +108,8 @@ async def test_a_valid_signature_signs_and_verifies(clinic: TestClient, certific
     consent = await response.json()
     assert consent["level"] == "enhanced_unqualified"
     evidence = consent["evidence"]
-    assert evidence["method"] == "cms_detached" and evidence["qualified"] is False
+    assert evidence["method"] == "cms_detached"
+    assert evidence["qualified"] is False
     assert evidence["certificate_sha256"] == hashlib.sha256(certificates.valid.der).hexdigest()
     assert evidence["signature_sha256"] == hashlib.sha256(signature).hexdigest()
     stored = await clinic.get(f"/api/v1/consents/{consent['id']}/signature", headers=patient.auth)
@@ -162,9 +163,11 @@ async def test_garbage_empty_and_huge_uploads_are_clear_problems(clinic: TestCli
     assert await refusal(await upload(clinic, patient, document_id, b"-----BEGIN PKCS7-----\n!!\n-----END PKCS7-----\n",
                                       "application/x-pem-file")) == "malformed"
     empty = await upload(clinic, patient, document_id, b"")
-    assert empty.status == 400 and (await empty.json())["code"] == "empty"
+    assert empty.status == 400
+    assert (await empty.json())["code"] == "empty"
     huge = await upload(clinic, patient, document_id, b"\x30" * (300 * 1024))
-    assert huge.status == 413 and (await huge.json())["code"] == "too_large"
+    assert huge.status == 413
+    assert (await huge.json())["code"] == "too_large"
     wrong_type = await upload(clinic, patient, document_id, b"\x30\x00", "application/json")
     assert wrong_type.status == 415
 
@@ -190,7 +193,8 @@ async def test_snils_matching(aiohttp_client: Any, tmp_path: Path, database_url:
     bad = await client.post("/api/v1/auth/register", json={
         "email": "bad.snils@example.org", "password": PASSWORD, "full_name": "X", "birth_date": "1960-01-01",
         "phone": "+79160001122", "snils": "11223344596"})
-    assert bad.status == 422 and (await bad.json())["errors"][0]["field"] == "snils"
+    assert bad.status == 422
+    assert (await bad.json())["errors"][0]["field"] == "snils"
 
 
 async def test_without_trust_anchors_enhanced_signatures_are_not_offered(client: TestClient) -> None:
@@ -198,4 +202,5 @@ async def test_without_trust_anchors_enhanced_signatures_are_not_offered(client:
     patient = await register_patient(client)
     document_id, _ = await document_for(client, patient)
     response = await upload(client, patient, document_id, b"\x30\x03\x02\x01\x01")
-    assert response.status == 409 and (await response.json())["code"] == "enhanced_not_configured"
+    assert response.status == 409
+    assert (await response.json())["code"] == "enhanced_not_configured"

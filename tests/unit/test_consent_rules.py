@@ -33,12 +33,15 @@ def problems(decision: rules.GateDecision) -> dict[str, str]:
 
 def test_everything_signed_may_start_and_record() -> None:
     decision = rules.decide(all_signed(), minimum_versions=CURRENT, policy=GatePolicy(), now=NOW)
-    assert decision.may_start and decision.may_record and not decision.problems
+    assert decision.may_start
+    assert decision.may_record
+    assert not decision.problems
 
 
 def test_missing_blocks_naming_each_purpose() -> None:
     decision = rules.decide([facts(CARE)], minimum_versions=CURRENT, policy=GatePolicy(), now=NOW)
-    assert not decision.may_start and not decision.may_record
+    assert not decision.may_start
+    assert not decision.may_record
     assert problems(decision) == {"personal_data": "missing", "recording": "missing"}
 
 
@@ -68,7 +71,8 @@ def test_expiry_when_the_clinic_sets_a_validity() -> None:
     policy = GatePolicy(validity=dt.timedelta(days=365))
     fresh = rules.decide(all_signed(signed=dt.timedelta(days=364)), minimum_versions=CURRENT, policy=policy, now=NOW)
     old = rules.decide(all_signed(signed=dt.timedelta(days=365)), minimum_versions=CURRENT, policy=policy, now=NOW)
-    assert fresh.may_start and not old.may_start
+    assert fresh.may_start
+    assert not old.may_start
     assert set(problems(old).values()) == {"expired"}
 
 
@@ -86,9 +90,11 @@ def test_the_required_level_and_paper_satisfying_any() -> None:
 def test_recording_not_required_starts_unrecorded() -> None:
     policy = GatePolicy(recording_required=False)
     decision = rules.decide([facts(CARE), facts(DATA)], minimum_versions=CURRENT, policy=policy, now=NOW)
-    assert decision.may_start and not decision.may_record
+    assert decision.may_start
+    assert not decision.may_record
     recording = next(s for s in decision.statuses if s.purpose is RECORDING)
-    assert recording.problem is GateProblem.missing and not recording.required
+    assert recording.problem is GateProblem.missing
+    assert not recording.required
     assert not decision.blocking
 
 
@@ -96,7 +102,8 @@ def test_a_clinic_that_does_not_record_never_asks_for_it() -> None:
     policy = GatePolicy(recording_enabled=False)
     decision = rules.decide([facts(CARE), facts(DATA), facts(RECORDING)], minimum_versions=CURRENT, policy=policy,
                             now=NOW)
-    assert decision.may_start and not decision.may_record
+    assert decision.may_start
+    assert not decision.may_record
     assert RECORDING not in {s.purpose for s in decision.statuses}
 
 
