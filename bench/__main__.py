@@ -2,7 +2,7 @@
 
 Prints operations per second and per-operation times for: access-token verification (every API
 request), audit appends (every access to health data), a full authenticated API request, and a
-sign-in (dominated by argon2id at production cost).
+sign-in (dominated by argon2id at production cost); and consent's costs (bench/consent.py).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
 
+from bench import consent
 from server import keys
 from server.app import create_app
 from server.audit import services as audit
@@ -183,8 +184,10 @@ def main() -> None:
                             log_level="WARNING", start_worker=False)
         if not url.startswith("postgresql"):
             bench_tokens(settings)
+            consent.bench_documents(settings)
         asyncio.run(bench_app(settings))
         asyncio.run(bench_scheduling(settings))
+        asyncio.run(consent.bench_simple_signing(settings))
 
 
 if __name__ == "__main__":
