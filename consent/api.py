@@ -3,11 +3,11 @@ the patient's consents, withdrawal, verification and FHIR export."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
 from aiohttp import web
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import delivery, fhir, rules, schemas, seal, services, signing, templates
@@ -24,7 +24,6 @@ from server.http.principal import Principal, audit_context, authenticate
 from server.http.problems import FieldError, NotFound, ProblemError, ValidationFailed
 from server.http.responses import json_response
 from server.http.routing import ApiRouter
-from server.scheduling.models import Consultation, ConsultationStatus
 
 router = ApiRouter("consents")
 PDF = "application/pdf"
@@ -111,7 +110,8 @@ async def publish_template(request: web.Request, body: schemas.PublishIn) -> web
 async def preview_template(request: web.Request, query: schemas.PreviewQuery) -> web.Response:
     async with read(request) as session:
         template = await templates.get_template(session, path_uuid(request, "template_id"))
-    data = signing.render_preview(template, language=query.language, setup=request.app[keys.consent], now=utcnow())
+    data = await asyncio.to_thread(signing.render_preview, template, language=query.language,
+                                   setup=request.app[keys.consent], now=utcnow())
     return _pdf(data, f"preview-{template.purpose.value}-v{template.version}-{query.language}.pdf")
 
 
@@ -240,21 +240,13 @@ async def attest_paper(request: web.Request, query: schemas.PaperQuery) -> web.R
 
 
 async def _signed(request: web.Request, consent: Consent) -> web.Response:
-    await _notify_waiting_rooms(request, consent.patient_id, "consent_signed")
+    async with read(request) as session:
+        await services.announce(session, request.app[keys.waiting_room], patient_id=consent.patient_id,
+                                event="consent_signed")
     setup = request.app[keys.consent]
     async with read(request) as session:
         minimum = await templates.minimum_versions(session)
     return json_response(consent_out(consent, minimum=minimum, policy=setup.policy), status=201)
-
-
-async def _notify_waiting_rooms(request: web.Request, patient_id: uuid.UUID, event: str) -> None:
-    """Physicians whose queue holds this patient see the consent status change without reloading."""
-    async with read(request) as session:
-        rows = (await session.execute(select(Consultation.id, Consultation.physician_id).where(
-            Consultation.patient_id == patient_id,
-            Consultation.status.in_([ConsultationStatus.waiting, ConsultationStatus.in_call])))).all()
-    for consultation_id, physician_id in rows:
-        request.app[keys.waiting_room].publish(physician_id, {"event": event, "consultation_id": str(consultation_id)})
 
 
 # --- The patient's consents
@@ -313,6 +305,14 @@ async def _load_for_read(request: web.Request, what: str) -> tuple[Consent, sign
     return consent, actor
 
 
+async def _document_of(request: web.Request, consent: Consent) -> ConsentDocument:
+    async with read(request) as session:
+        document = await session.get(ConsentDocument, consent.document_id)
+    if document is None:
+        raise NotFound()
+    return document
+
+
 @router.route("GET", "/api/v1/consents/seal-keys", summary="The clinic's public seal keys (JWK), for auditors",
               response=schemas.SealKeysOut, public=True)
 async def seal_keys(request: web.Request) -> web.Response:
@@ -333,10 +333,7 @@ async def get_consent(request: web.Request) -> web.Response:
               roles=[Role.patient, Role.physician, Role.admin], errors=(404,), produces=PDF)
 async def consent_pdf(request: web.Request) -> web.Response:
     consent, _ = await _load_for_read(request, "downloaded")
-    async with read(request) as session:
-        document = await session.get(ConsentDocument, consent.document_id)
-    if document is None:
-        raise NotFound()
+    document = await _document_of(request, consent)
     return _pdf(document.pdf, f"consent-{consent.purpose.value}-{consent.signed_at:%Y-%m-%d}.pdf")
 
 
@@ -370,10 +367,7 @@ async def verification(request: web.Request) -> web.Response:
               roles=[Role.patient, Role.physician, Role.admin], errors=(404, 409), produces="application/fhir+json")
 async def consent_fhir(request: web.Request) -> web.Response:
     consent, _ = await _load_for_read(request, "exported")
-    async with read(request) as session:
-        document = await session.get(ConsentDocument, consent.document_id)
-    if document is None:
-        raise NotFound()
+    document = await _document_of(request, consent)
     try:
         resource = _fhir_resource(request, consent, document.pdf)
     except ValueError:  # the stored PDF no longer matches the sealed hash: nothing trustworthy to export
@@ -407,6 +401,8 @@ async def withdraw(request: web.Request) -> web.Response:
                                                  actor=actor_of(principal), ctx=audit_context(request), now=utcnow())
         minimum = await templates.minimum_versions(session)
     await request.app[keys.consent_withdrawals].publish(event)
-    await _notify_waiting_rooms(request, consent.patient_id, "consent_withdrawn")
+    async with read(request) as session:
+        await services.announce(session, request.app[keys.waiting_room], patient_id=consent.patient_id,
+                                event="consent_withdrawn")
     return json_response(consent_out(consent, minimum=minimum, policy=setup.policy))
 

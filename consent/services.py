@@ -27,6 +27,8 @@ from server.audit import services as audit
 from server.audit.services import AuditContext
 from server.auth.models import Role
 from server.http.problems import NotFound
+from server.scheduling.live import WaitingRoomBus
+from server.scheduling.models import Consultation, ConsultationStatus
 
 log = structlog.get_logger("telemed.consent")
 
@@ -50,9 +52,19 @@ async def check_gate(session: AsyncSession, consultation: HasPatient, *, policy:
 
 
 def gate_problems(decision: rules.GateDecision) -> list[dict[str, str | bool]]:
-    """The blocking purposes as plain values, for a problem document or a queue row."""
+    """Every purpose with a problem (blocking ones carry `required`), as plain values for a problem document
+    or a queue row."""
     return [{"purpose": s.purpose.value, "problem": s.problem.value, "required": s.required}
             for s in decision.problems if s.problem is not None]
+
+
+async def announce(session: AsyncSession, bus: WaitingRoomBus, *, patient_id: uuid.UUID, event: str) -> None:
+    """Physicians whose queue holds this patient see the consent status change without reloading."""
+    rows = (await session.execute(select(Consultation.id, Consultation.physician_id).where(
+        Consultation.patient_id == patient_id,
+        Consultation.status.in_([ConsultationStatus.waiting, ConsultationStatus.in_call])))).all()
+    for consultation_id, physician_id in rows:
+        bus.publish(physician_id, {"event": event, "consultation_id": str(consultation_id)})
 
 
 async def patient_consents(session: AsyncSession, *, patient_id: uuid.UUID) -> list[Consent]:

@@ -7,13 +7,14 @@ import functools
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp_jinja2
 import jinja2
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import ValidationError
 
@@ -36,7 +37,7 @@ from web import i18n, session
 HERE = Path(__file__).parent
 
 
-def _safe_next(target: str | None) -> str:
+def safe_next(target: str | None) -> str:
     """Only same-site paths, so a crafted link cannot bounce a patient to another site.
 
     Browsers drop tabs and newlines from URLs and read a backslash as a slash, so a slash, a tab and
@@ -118,6 +119,63 @@ async def read_form(request: web.Request, *, back: str | None = None) -> dict[st
     return {k: str(v) for k, v in data.items() if isinstance(v, str)}
 
 
+@dataclass
+class UploadForm:
+    """A multipart form with one file: its text fields, the file's bytes (None: no file chosen), and whether the
+    file was larger than allowed (then `data` is None and the rest of the body was not read)."""
+
+    fields: dict[str, str]
+    data: bytes | None
+    too_large: bool = False
+
+
+FIELD_LIMIT = 65_536  # a text field of these forms is a note or an id, never more
+
+
+async def read_upload_form(request: web.Request, *, file_field: str, limit: int,
+                           back: str | None = None) -> UploadForm:
+    """A multipart form with one file, streamed, so the file may be larger than a request body otherwise may
+    (`client_max_size`) but never larger than `limit`. The CSRF token is checked as `read_form` does; put its
+    field before the file in the form, so a refused upload is not read to the end."""
+    if request.content_type != "multipart/form-data":
+        raise UnsupportedMediaType("Send the form as multipart/form-data", title="Unsupported media type")
+    fields: dict[str, str] = {}
+    data: bytes | None = None
+    too_large = False
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader) or not part.name:
+                continue
+            if part.name == file_field and part.filename is not None:
+                data, too_large = await _read_part(part, limit)
+                if too_large:
+                    break
+            else:
+                value, over = await _read_part(part, FIELD_LIMIT)
+                if over or value is None:
+                    raise MalformedBody("A form field is too long", title="The request body is not a valid form")
+                fields.setdefault(part.name, value.decode(part.get_charset("utf-8")))
+    except _UNREADABLE_FORM:
+        raise MalformedBody("The form data cannot be read", title="The request body is not a valid form") from None
+    try:
+        session.check_form_csrf(request, fields.get("csrf_token") or None)
+    except Forbidden:
+        raise await _refusal(request, "csrf", status=403, back=back or request.path) from None
+    return UploadForm(fields, data if data else None, too_large)
+
+
+async def _read_part(part: BodyPartReader, limit: int) -> tuple[bytes | None, bool]:
+    """The part's bytes, or (None, True) as soon as it passes `limit`."""
+    chunks, size = [], 0
+    while chunk := await part.read_chunk(65_536):
+        size += len(chunk)
+        if size > limit:
+            return None, True
+        chunks.append(chunk)
+    return b"".join(chunks), False
+
+
 def _may(request: web.Request, principal: Principal, *, roles: Collection[Role] | None = None,
          allow_mfa_pending: bool = False) -> bool:
     """Whether the API's access rule lets `principal` in."""
@@ -173,7 +231,7 @@ async def login_page(request: web.Request) -> web.Response:
     if await session.page_principal(request) is not None:
         raise web.HTTPFound("/")
     return await render(request, "login.html", {"email": "", "error": None, "ask_otp": False,
-                                                "next": _safe_next(request.query.get("next"))})
+                                                "next": safe_next(request.query.get("next"))})
 
 
 # Which message the login page shows for a problem from `sign_in` (anything else: the generic one).
@@ -183,7 +241,7 @@ _LOGIN_ERRORS = {"too_many_requests": "too_many", "sign_in_unavailable": "unavai
 async def login_submit(request: web.Request) -> web.Response:
     form = await read_form(request)
     email, password, otp = form.get("email", "").strip(), form.get("password", ""), form.get("otp", "").strip()
-    target = _safe_next(form.get("next"))
+    target = safe_next(form.get("next"))
     context: dict[str, Any] = {"email": email, "ask_otp": bool(otp), "next": target}
     try:  # the API's rules: lengths, the code's format, no control characters (PostgreSQL refuses NUL)
         credentials = validate(LoginIn, {"email": email, "password": password, "otp": otp or None})
@@ -310,7 +368,7 @@ async def set_language(request: web.Request) -> web.Response:
     lang = request.match_info["lang"]
     if lang not in i18n.LOCALES:
         raise web.HTTPNotFound()
-    response = web.HTTPSeeOther(_safe_next(request.query.get("next")))
+    response = web.HTTPSeeOther(safe_next(request.query.get("next")))
     response.set_cookie(i18n.LANG_COOKIE, lang, max_age=365 * 86400, samesite="Strict", path="/", httponly=True,
                         secure=is_secure(request))
     raise response
@@ -341,7 +399,8 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/access-log", page_handler(access_log_page), name="access_log")
     app.router.add_post("/account/reminders", page_handler(reminders_submit))
     app.router.add_get("/lang/{lang}", page_handler(set_language), name="language")
-    from web import patient_pages, staff_pages  # they build on the helpers above
+    from web import consent_pages, patient_pages, staff_pages  # they build on the helpers above
 
+    consent_pages.setup(app)
     patient_pages.setup(app)
     staff_pages.setup(app)

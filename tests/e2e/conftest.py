@@ -12,12 +12,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import BrowserContext, Playwright, sync_playwright
 
 from tests.services import free_port, stop
+from tests.smtp import Sink, serve
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -48,8 +50,8 @@ def _ready_status(port: int) -> int | None:
         connection.close()
 
 
-@pytest.fixture
-def live_server(tmp_path: Path, database_url: str) -> Iterator[str]:
+@contextmanager
+def _serve(tmp_path: Path, database_url: str, extra_env: dict[str, str] | None = None) -> Iterator[str]:
     """`python -m server serve` on a free port of 127.0.0.1, on this test's database; yields its base URL."""
     port = free_port()
     data_dir = tmp_path / "server-var"
@@ -69,6 +71,7 @@ def live_server(tmp_path: Path, database_url: str) -> Iterator[str]:
         # The waiting room opens an hour ahead, so a booking for the next free slot can check in at once.
         "TELEMED_CHECKIN_OPENS_MINUTES": "60",
         "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
     }
     command = [sys.executable, "-m", "server", "serve", "--no-worker", "--host", "127.0.0.1", "--port", str(port)]
     with log_path.open("wb") as log:
@@ -86,6 +89,30 @@ def live_server(tmp_path: Path, database_url: str) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         stop(process, timeout=10)
+
+
+@pytest.fixture
+def live_server(tmp_path: Path, database_url: str) -> Iterator[str]:
+    """`python -m server serve` on a free port of 127.0.0.1, on this test's database; yields its base URL."""
+    with _serve(tmp_path, database_url) as base:
+        yield base
+
+
+@pytest.fixture
+def mail_sink() -> Iterator[tuple[Sink, int]]:
+    """A real SMTP server on 127.0.0.1 that keeps what it receives (aiosmtpd, in its own thread)."""
+    sink = Sink()
+    for port in serve(sink):
+        yield sink, port
+
+
+@pytest.fixture
+def live_server_with_mail(tmp_path: Path, database_url: str, mail_sink: tuple[Sink, int]) -> Iterator[str]:
+    """The live server, sending its e-mail over plain SMTP to `mail_sink`."""
+    _, port = mail_sink
+    with _serve(tmp_path, database_url, {"TELEMED_SMTP_HOST": "127.0.0.1", "TELEMED_SMTP_PORT": str(port),
+                                         "TELEMED_SMTP_STARTTLS": "false"}) as base:
+        yield base
 
 
 @pytest.fixture

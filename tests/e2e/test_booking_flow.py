@@ -13,42 +13,30 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, Playwright, expect
 
 from server.audit.services import AuditContext
-from server.auth.models import Role
-from server.auth.passwords import Passwords
 from server.db.base import utcnow
 from server.db.engine import create_engine, create_sessionmaker, transaction
-from server.people import services as people
-from server.scheduling import availability, conditions, rules
-from server.scheduling.catalogue import load_conditions, load_questionnaires
+from server.scheduling.catalogue import load_questionnaires
+from tests.consent_helpers import offline_setup, sign_in_session
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.seeding import DOCTOR_EMAIL, seed_clinic
 from tests.factories import PASSWORD
 from tests.scheduling_helpers import benign_answers
 
-DOCTOR_EMAIL, PATIENT_EMAIL = "doctor@clinic.example", "anna@example.org"
+PATIENT_EMAIL = "anna@example.org"
 SCREENSHOT = Path("/tmp/e2e-waiting-room.png")  # noqa: S108  # a fixed place to look at after a run
 
 
-async def _clinic(database_url: str) -> str:
+async def _clinic(database_url: str, data_dir: Path) -> str:
     """The catalogue, a physician working round the clock (so a slot is always near), and a patient."""
     engine = create_engine(database_url, null_pool=True)
-    passwords = Passwords(time_cost=1, memory_kib=1024, parallelism=1)
     ctx, now = AuditContext(actor_role="test"), utcnow()
     try:
         async with transaction(create_sessionmaker(engine)) as session:
-            await conditions.seed_catalogue(session, conditions=load_conditions(),
-                                            questionnaires=load_questionnaires(), now=now)
-            doctor = await people.create_staff(
-                session, passwords=passwords, role=Role.physician, email=DOCTOR_EMAIL, password=PASSWORD,
-                full_name="Иван Петрович Терапевтов", specialty="general_practice", licence_number="77-1",
-                time_zone="Europe/Moscow", ctx=ctx, now=now)
-            physician = (await people.profile(session, user_id=doctor.id)).physician
-            assert physician is not None
-            hours = [rules.WeeklyHours(day, rules.Hours(dt.time(0), dt.time(23, 59), 20)) for day in range(7)]
-            await availability.replace_weekly_hours(session, physician_id=physician.id, hours=hours, ctx=ctx,
-                                                    now=now, weeks=4)
-            await people.register_patient(session, passwords=passwords, email=PATIENT_EMAIL, password=PASSWORD,
-                                          full_name="Анна Сергеевна Иванова", birth_date=dt.date(1949, 5, 9),
-                                          phone="+79160001122", locale="ru", ctx=ctx, now=now)
+            seeded = await seed_clinic(session, patient_email=PATIENT_EMAIL, patient_name="Анна Сергеевна Иванова",
+                                       birth_date=dt.date(1949, 5, 9), phone="+79160001122", ctx=ctx, now=now)
+            physician, user, patient = seeded.physician, seeded.user, seeded.patient
+            # She signed her consents at an earlier visit (signing itself is tests/e2e/test_consent_flow.py).
+            await sign_in_session(session, patient_id=patient.id, user_id=user.id, setup=offline_setup(data_dir))
             return str(physician.id)
     finally:
         await engine.dispose()
@@ -81,7 +69,7 @@ def test_patient_books_checks_in_and_is_admitted(live_server: str, database_url:
     base = live_server
     # Playwright's sync API keeps a loop running in this thread; the seeding gets a thread of its own.
     with ThreadPoolExecutor(1) as pool:
-        physician_id = pool.submit(lambda: asyncio.run(_clinic(database_url))).result()
+        physician_id = pool.submit(lambda: asyncio.run(_clinic(database_url, tmp_path / "seed"))).result()
 
     # The patient, on a phone in Russian: reason, time, screening.
     patient = phone_browser.new_page()

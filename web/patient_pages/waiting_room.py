@@ -1,5 +1,8 @@
 """The waiting room: the device check and check-in questions before, waiting to be let in after.
 
+Check-in needs the consents the clinic requires (the gate), so the page lists what is still to sign, each with a
+link that comes back here, before the patient fills anything in.
+
 Check-in is the last screening before the call, so its answers can still stop the visit (the emergency or
 in-person page); the physician's open waiting-room pages are told either way, so they never show a stale queue.
 """
@@ -12,6 +15,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from consent.problems import ConsentRequired
 from server import keys
 from server.db.base import utcnow
 from server.http.context import read, tx
@@ -22,6 +26,7 @@ from server.scheduling import conditions, queries, rules, services
 from server.scheduling.api import viewer_for
 from server.scheduling.models import ConsultationStatus
 from server.scheduling.screening import QuestionnaireDefinition
+from web.consent_pages import status as consent_status
 from web.pages import page_user, read_form
 from web.patient_pages.forms import Answers, answer_errors, problem_code, read_answers, read_device_check
 from web.patient_pages.own_consultation import (
@@ -49,6 +54,8 @@ async def _waiting_room(request: web.Request, principal: Principal, consultation
         view = await queries.view(session, consultation.id)
         physician = await session.get(Physician, consultation.physician_id)
         definition = await _checkin_definition(session)
+        consents = await consent_status.overview(session, patient_id=consultation.patient_id,
+                                                 policy=request.app[keys.consent].policy, now=now)
     context: dict[str, Any] = {"view": view, "c": consultation, "physician": physician}
     if consultation.status in (ConsultationStatus.waiting, ConsultationStatus.in_call):
         return await render_page(request, "waiting.html", context, status=status)
@@ -59,7 +66,8 @@ async def _waiting_room(request: web.Request, principal: Principal, consultation
     is_open = rules.checkin_open(consultation.starts_at, now=now, opens_before=limits.checkin_opens,
                                  grace=limits.no_show_grace)
     return await render_page(request, "checkin.html", {
-        **context, "open": is_open, "definition": definition, "answers": answers or Answers(), "error": error,
+        **context, "open": is_open, "consents": consents, "here": f"/my/consultations/{consultation.id}/waiting-room",
+        "definition": definition, "answers": answers or Answers(), "error": error,
         "opens_at": consultation.starts_at - limits.checkin_opens, "opens_minutes": settings.checkin_opens_minutes,
         "too_late": now > consultation.starts_at + limits.no_show_grace}, status=status)
 
@@ -87,12 +95,15 @@ async def check_in_submit(request: web.Request) -> web.Response:
             result = await services.check_in(session, consultation_id=consultation_id, viewer=viewer,
                                              answers=answers.values, device_check=read_device_check(form),
                                              ctx=audit_context(request), now=utcnow(),
-                                             windows=services.Windows.from_settings(request.app[keys.settings]))
+                                             windows=services.Windows.from_settings(request.app[keys.settings]),
+                                             consent_policy=request.app[keys.consent].policy)
     except NotFound:
         raise await not_found(request) from None
     except ProblemError as problem:
         answers.errors.update(answer_errors(problem))
         code = problem_code(problem)
+        if code == ConsentRequired.code:  # the page lists the documents to sign, each with its link
+            return await _waiting_room(request, principal, consultation_id, answers=answers, status=problem.status)
         return await _waiting_room(request, principal, consultation_id, answers=answers,
                                    error=None if answers.errors else code if code in TOP_ERRORS else "error",
                                    status=problem.status)

@@ -1,4 +1,5 @@
-"""One consultation as staff see it: what the patient answered, how their devices did, what can be done next.
+"""One consultation as staff see it: what the patient answered, how their devices did, whether their consents
+hold (with the signed PDFs, and a paper consent to prepare), what can be done next.
 
 Every opening is recorded in the audit log, as through the API, because the page shows health data.
 """
@@ -12,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from server import keys
 from server.audit import services as audit
 from server.auth.models import Role
 from server.db.base import utcnow
@@ -23,6 +25,7 @@ from server.scheduling import availability, queries, rules, services
 from server.scheduling.api import viewer_for
 from server.scheduling.models import ConsultationStatus, Questionnaire
 from server.scheduling.screening import Question, QuestionnaireDefinition, Text
+from web.consent_pages import status as consent_status
 from web.pages import page_user, render
 from web.staff_pages.common import STAFF, booking_weeks, not_found, path_id
 
@@ -69,6 +72,12 @@ async def consultation_response(request: web.Request, *, error: str | None = Non
             screening = await db.get(Questionnaire, consultation.questionnaire_id)
             checkin = (await db.get(Questionnaire, consultation.checkin_questionnaire_id)
                        if consultation.checkin_questionnaire_id else None)
+            consents = await consent_status.overview(db, patient_id=consultation.patient_id,
+                                                     policy=request.app[keys.consent].policy, now=utcnow())
+            await audit.record(db, ctx=audit_context(request), action="consent.listed", object_type="patient",
+                               object_id=consultation.patient_id, subject_patient_id=consultation.patient_id,
+                               now=utcnow())
+            patient = await consent_status.patient_name_and_locale(db, consultation.patient_id)
             slots = []
             if consultation.status is ConsultationStatus.scheduled:
                 slots = await availability.free_slots(db, now=utcnow(), weeks=booking_weeks(request),
@@ -84,7 +93,8 @@ async def consultation_response(request: web.Request, *, error: str | None = Non
         "screening_title": screening.definition.get("title") if screening else None,
         "screening_version": screening.version if screening else None,
         "checkin": _answers(checkin.definition if checkin else None, consultation.checkin_answers),
-        "device": consultation.device_check, "slots": slots, "error": error,
+        "device": consultation.device_check, "slots": slots, "error": error, "consents": consents,
+        "patient_locale": patient[1] if patient else "ru", "here": request.path,
         "diagnosis": request.query.get("diagnosis"), "today": utcnow().date().isoformat(),
         "may_admit": is_physician and consultation.status is ConsultationStatus.waiting,
         "may_finish": is_physician and ConsultationStatus.completed in allowed,

@@ -52,6 +52,8 @@ async def _change(request: web.Request, change: str, *, roles: tuple[Role, ...] 
         arguments["starts_at"] = starts_at
     if change in ("cancel", "reschedule"):
         arguments["windows"] = services.Windows.from_settings(request.app[keys.settings])
+    if change == "admit":
+        arguments["consent_policy"] = request.app[keys.consent].policy
     operation = getattr(services, change)
     try:
         async with tx(request) as db:

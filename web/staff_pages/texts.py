@@ -26,6 +26,8 @@ PROBLEM_MESSAGES = {
     "overlapping_consultation": N_("The patient already has a consultation at this time. Choose another time."),
     "too_late_to_change": N_("It is too close to the start to change this booking."),
     "unknown_questionnaire": N_("No screening questionnaire with this code is published."),
+    "consent_required": N_("The patient has not signed the consents the clinic requires (or has withdrawn one), so "
+                           "they cannot be admitted. The consents are listed on the consultation page."),
 }
 KIND_NAMES = {ConsultationKind.primary: N_("Primary"), ConsultationKind.repeat: N_("Repeat")}
 GENERIC_PROBLEM = N_("The change could not be made. Reload the page and try again.")

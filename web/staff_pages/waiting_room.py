@@ -1,4 +1,5 @@
-"""The physician's live waiting room: who has checked in and how long they have waited.
+"""The physician's live waiting room: who has checked in, how long they have waited, and whether their consents
+still hold (a patient may withdraw one while waiting; admission would then be refused).
 
 The page's script swaps in the list fragment when the live stream says something changed; without scripts
 the whole page is reloaded, so both render the same context.
@@ -10,25 +11,33 @@ from typing import Any
 
 from aiohttp import web
 
+from consent import services as consent
+from server import keys
 from server.db.base import utcnow
 from server.http.context import tx
 from server.scheduling import queries
 from server.scheduling.api import audit_listing
+from web.consent_pages import status as consent_status
 from web.pages import render
 from web.staff_pages.common import Desk, load_desk
 
 
 async def _queue_context(request: web.Request, desk: Desk, *, audited: bool) -> dict[str, Any]:
     """`audited` for the page itself; its minute-by-minute refreshes show the same patients again."""
+    policy = request.app[keys.consent].policy
+    now = utcnow()
     async with tx(request) as db:
         items = await queries.waiting_room(db, physician_id=desk.physician.id)
         if audited:
             await audit_listing(db, request, items)
-    now = utcnow()
+        gates = {patient_id: await consent.patient_gate(db, patient_id=patient_id, policy=policy, now=now)
+                 for patient_id in dict.fromkeys(item.consultation.patient_id for item in items)}
     waited = {item.consultation.id: max(0, int((now - (item.consultation.checked_in_at or now)).total_seconds()
                                                 // 60)) for item in items}
-    return {"items": items, "waited": waited, "zone": desk.zone, "time_zone": desk.physician.time_zone,
-            "updated_at": now}
+    consents = {item.consultation.id: consent_status.summarize(gates[item.consultation.patient_id], policy)
+                for item in items}
+    return {"items": items, "waited": waited, "consents": consents, "zone": desk.zone,
+            "time_zone": desk.physician.time_zone, "updated_at": now}
 
 
 async def queue_response(request: web.Request, *, error: str | None = None, status: int = 200) -> web.Response:

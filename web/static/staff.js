@@ -59,7 +59,8 @@
       source = new EventSource(eventsUrl, { withCredentials: true });
       source.addEventListener("open", function () { retry = 2000; setState(true); });
       source.onmessage = reload;
-      ["ready", "checked_in", "admit", "finish", "cancel", "reschedule", "refused", "no_show"].forEach(
+      ["ready", "checked_in", "admit", "finish", "cancel", "reschedule", "refused", "no_show",
+       "consent_signed", "consent_withdrawn"].forEach(
         function (name) { source.addEventListener(name, reload); });
       source.addEventListener("error", function () {
         setState(false);
