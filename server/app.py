@@ -34,11 +34,12 @@ from server.scheduling import api as scheduling_api
 from server.scheduling import schedule_api
 from server.scheduling.live import WaitingRoomBus
 from server.settings import Settings
+from signaling import api as signaling_api
 
 log = structlog.get_logger("telemed.app")
 VERSION = "0.1.0"
 ROUTERS = (auth_api.router, people_api.router, audit_api.router, scheduling_api.router, schedule_api.router,
-           consent_api.router)
+           consent_api.router, signaling_api.router)
 _head_revision = web.AppKey("head_revision", str)
 _openapi: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 

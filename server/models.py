@@ -6,5 +6,7 @@ from server.auth import models as auth_models
 from server.db.base import Base
 from server.people import models as people_models
 from server.scheduling import models as scheduling_models
+from signaling import models as signaling_models
 
-__all__ = ["Base", "audit_models", "auth_models", "consent_models", "people_models", "scheduling_models"]
+__all__ = ["Base", "audit_models", "auth_models", "consent_models", "people_models", "scheduling_models",
+           "signaling_models"]

@@ -85,6 +85,15 @@ class Settings(BaseSettings):
     sms_webhook_url: str | None = None
     sms_webhook_token: SecretStr | None = None
 
+    # The call: joining, and the ICE servers browsers and the server's peers use (never a public default)
+    join_opens_minutes: int = Field(default=15, ge=0, le=120)  # a participant may join this long before the start
+    call_overrun_minutes: int = Field(default=30, ge=0, le=240)  # ... and until this long after the slot's end
+    join_ticket_seconds: int = Field(default=30, ge=5, le=300)
+    stun_urls: list[str] = Field(default_factory=list)  # e.g. ["stun:turn.clinic.example:3478"]
+    turn_urls: list[str] = Field(default_factory=list)  # e.g. ["turn:turn.clinic.example:3478?transport=udp"]
+    turn_secret: SecretStr | None = None  # coturn's static-auth-secret (use-auth-secret)
+    turn_credential_ttl_seconds: int = Field(default=3600, ge=60, le=86_400)
+
     # Consent: which documents a consultation needs, how they are signed, whom the clinic trusts
     recording_enabled: bool = True  # the clinic records its consultations
     recording_required: bool = True  # no recording consent, no consultation (false: an unrecorded one)
@@ -111,7 +120,7 @@ class Settings(BaseSettings):
 
     @field_validator("database_url", "broker_url", "jwt_private_key", "master_key", "audit_key", "log_format",
                      "smtp_host", "smtp_username", "smtp_password", "sms_webhook_url", "sms_webhook_token",
-                     "consent_font", "seal_key", mode="before")
+                     "consent_font", "seal_key", "turn_secret", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """`KEY=` in a .env (as in .env.example) means "not set", not "set to nothing"."""

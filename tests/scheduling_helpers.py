@@ -88,11 +88,12 @@ def booking(physician_id: str, starts_at: str, answers: dict[str, Any], *, condi
 
 
 async def booked_clinic(aiohttp_client: Any, tmp_path: Path, database_url: str,
-                        patient_name: str = "Пётр Ожидающий", consented: bool = True) -> dict[str, Any]:
+                        patient_name: str = "Пётр Ожидающий", consented: bool = True,
+                        **settings: Any) -> dict[str, Any]:
     """A clinic whose waiting room opens an hour ahead, with a patient booked into the next slot (so
     check-in is open now) who has signed the consents: what the waiting-room and staff-page tests start from."""
-    client: TestClient = await aiohttp_client(create_app(make_settings(tmp_path, database_url,
-                                                                       checkin_opens_minutes=60)))
+    client: TestClient = await aiohttp_client(create_app(make_settings(
+        tmp_path, database_url, **{"checkin_opens_minutes": 60, "join_opens_minutes": 60, **settings})))
     catalogue = await seed_catalogue(client)
     doctor, physician_id = await physician_on_duty(client)
     patient = await register_patient(client, full_name=patient_name)
