@@ -16,6 +16,13 @@ from tests.scheduling_helpers import benign_answers, booked_clinic
 DEVICE = {"camera": True, "microphone": True, "speaker": True}
 
 
+async def _check_in(clinic: dict[str, Any]) -> Any:
+    answers = benign_answers(clinic["catalogue"]["checkin"])
+    return await clinic["client"].post(f"/api/v1/consultations/{clinic['consultation']}/check-in",
+                                       headers=clinic["patient"].auth,
+                                       json={"answers": answers, "device_check": DEVICE})
+
+
 async def _join(client: Any, account: Any, consultation: str) -> Any:
     return await client.post(f"/api/v1/consultations/{consultation}/join", headers=account.auth)
 
@@ -28,8 +35,7 @@ async def test_physician_then_admitted_patient_get_single_use_tickets(aiohttp_cl
     early = await _join(client, doctor, consultation)
     assert early.status == 409
     assert (await early.json())["code"] == "call_not_open"  # nobody is waiting yet
-    checked = await client.post(f"/api/v1/consultations/{consultation}/check-in", headers=patient.auth,
-                                json={"answers": benign_answers(clinic["catalogue"]["checkin"]), "device_check": DEVICE})
+    checked = await _check_in(clinic)
     assert checked.status == 200
     not_admitted = await _join(client, patient, consultation)
     assert not_admitted.status == 409
@@ -64,10 +70,8 @@ async def test_physician_then_admitted_patient_get_single_use_tickets(aiohttp_cl
 async def test_turn_credentials_come_with_the_ticket(aiohttp_client: Any, tmp_path: Path, database_url: str) -> None:
     clinic = await booked_clinic(aiohttp_client, tmp_path, database_url, turn_secret="test-secret",
                                  turn_urls=["turn:127.0.0.1:3478?transport=udp"], stun_urls=["stun:127.0.0.1:3478"])
-    client, patient, doctor, consultation = clinic["client"], clinic["patient"], clinic["doctor"], \
-        clinic["consultation"]
-    checked = await client.post(f"/api/v1/consultations/{consultation}/check-in", headers=patient.auth,
-                                json={"answers": benign_answers(clinic["catalogue"]["checkin"]), "device_check": DEVICE})
+    client, doctor, consultation = clinic["client"], clinic["doctor"], clinic["consultation"]
+    checked = await _check_in(clinic)
     assert checked.status == 200
     body = await (await _join(client, doctor, consultation)).json()
     stun, relay = body["ice_servers"]
