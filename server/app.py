@@ -35,6 +35,7 @@ from server.scheduling import schedule_api
 from server.scheduling.live import WaitingRoomBus
 from server.settings import Settings
 from signaling import api as signaling_api
+from signaling import handler as signaling_handler
 
 log = structlog.get_logger("telemed.app")
 VERSION = "0.1.0"
@@ -131,6 +132,8 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app[_head_revision] = head or ""
     app.cleanup_ctx.append(database)
     app.cleanup_ctx.append(password_hashing)
+    app.cleanup_ctx.append(signaling_handler.calls_context)  # after the database: calls close before it does
+    app.on_shutdown.append(signaling_handler.close_calls)
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from server.http.principal import Principal
     from server.observability import Metrics
     from server.scheduling.live import WaitingRoomBus
+    from signaling.registry import CallRegistry
 
 settings = web.AppKey("settings", Settings)
 key_material = web.AppKey("key_material", KeyMaterial)
@@ -32,6 +33,7 @@ waiting_room: web.AppKey[WaitingRoomBus] = web.AppKey("waiting_room")
 metrics: web.AppKey[Metrics] = web.AppKey("metrics")
 consent: web.AppKey[ConsentSetup] = web.AppKey("consent")
 consent_withdrawals: web.AppKey[WithdrawalEvents] = web.AppKey("consent_withdrawals")
+calls: web.AppKey[CallRegistry] = web.AppKey("calls")  # the live calls (rooms) of this node
 
 # Per-request values (request[...]).
 REQUEST_ID = web.RequestKey("request_id", str)

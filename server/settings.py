@@ -93,6 +93,14 @@ class Settings(BaseSettings):
     turn_urls: list[str] = Field(default_factory=list)  # e.g. ["turn:turn.clinic.example:3478?transport=udp"]
     turn_secret: SecretStr | None = None  # coturn's static-auth-secret (use-auth-secret)
     turn_credential_ttl_seconds: int = Field(default=3600, ge=60, le=86_400)
+    # The live call: who may open its WebSocket, the socket's limits, how long a dropped call waits for a return
+    allowed_origins: list[str] = Field(default_factory=list)  # [] = the origin of public_url
+    call_grace_seconds: int = Field(default=120, ge=1, le=3600)
+    signaling_join_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    signaling_heartbeat_seconds: float = Field(default=20.0, ge=1, le=300)
+    signaling_messages_per_second: float = Field(default=20.0, gt=0, le=1000)
+    signaling_message_burst: int = Field(default=40, ge=1, le=10_000)
+    signaling_max_bad_messages: int = Field(default=10, ge=1, le=1000)
 
     # Consent: which documents a consultation needs, how they are signed, whom the clinic trusts
     recording_enabled: bool = True  # the clinic records its consultations

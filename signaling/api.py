@@ -13,7 +13,7 @@ from server.http.principal import audit_context
 from server.http.responses import json_response
 from server.http.routing import ApiRouter
 from server.scheduling.api import viewer_for
-from signaling import schemas, services
+from signaling import handler, schemas, services
 
 router = ApiRouter("call")
 
@@ -42,3 +42,12 @@ async def join(request: web.Request) -> web.Response:
         ticket=admission.token, expires_at=ticket.expires_at, ws_url=websocket_url(settings.public_url),
         ice_servers=[schemas.IceServerOut(**server.as_json()) for server in servers],
         consultation_id=ticket.consultation_id, role=ticket.role.value, recording=admission.may_record), status=201)
+
+
+@router.route("GET", handler.PATH, summary="The call's WebSocket (signaling)", status=101, public=True,
+              errors=(400, 403))
+async def signaling(request: web.Request) -> web.StreamResponse:
+    """Upgrade to a WebSocket; the first message is `join` with the ticket from `POST .../join`, then SDP, ICE,
+    media state, chat, leave or end, as docs/signaling.md describes. 403 `origin_not_allowed` unless the page's
+    `Origin` is one of TELEMED_ALLOWED_ORIGINS (by default that of TELEMED_PUBLIC_URL)."""
+    return await handler.websocket(request)

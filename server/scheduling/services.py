@@ -342,6 +342,31 @@ async def finish(session: AsyncSession, *, consultation_id: uuid.UUID, viewer: V
     return consultation
 
 
+# The live call moves a consultation between these two by itself: source -> (target, audit action).
+_CALL_MOVES = {
+    ConsultationStatus.interrupted: (ConsultationStatus.in_call, "consultation.call_resumed"),
+    ConsultationStatus.in_call: (ConsultationStatus.interrupted, "consultation.interrupted"),
+}
+
+
+async def set_call_state(session: AsyncSession, *, consultation_id: uuid.UUID, target: ConsultationStatus,
+                         now: dt.datetime) -> Consultation | None:
+    """The call resumes an `interrupted` consultation (both participants are back: `in_call`) or interrupts an
+    `in_call` one (everyone dropped and nobody returned in time). The system acts, so there is no viewer.
+    None when the move does not apply (already there, or the consultation has moved on, e.g. completed)."""
+    if target not in (ConsultationStatus.in_call, ConsultationStatus.interrupted):
+        raise ValueError(f"the call does not move a consultation to {target.value}")
+    consultation = (await session.scalars(select(Consultation).where(Consultation.id == consultation_id)
+                                          .with_for_update().execution_options(populate_existing=True))).one_or_none()
+    if consultation is None or _CALL_MOVES.get(consultation.status, (None, ""))[0] is not target:
+        return None
+    action = _CALL_MOVES[consultation.status][1]
+    _move(consultation, target)
+    await audit.record(session, ctx=AuditContext(actor_role="system"), action=action, object_type="consultation",
+                       object_id=consultation.id, subject_patient_id=consultation.patient_id, now=now)
+    return consultation
+
+
 async def mark_no_shows(session: AsyncSession, *, now: dt.datetime, windows: Windows) -> list[uuid.UUID]:
     """Scheduled consultations nobody checked in to by the end of the grace period become no-shows."""
     due = (await session.scalars(select(Consultation).where(

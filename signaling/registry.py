@@ -1,0 +1,108 @@
+"""The live calls of this node: one room per consultation, created on the first join, gone when the call is."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from consent.models import ConsentPurpose
+from consent.services import Withdrawal
+from media.calls import MediaEngine
+from server.audit.services import AuditContext
+from server.db.base import utcnow
+from server.db.engine import transaction
+from server.http.problems import ProblemError
+from signaling import calls
+from signaling.calls import CLOSE_GOING_AWAY, Refused, Seat
+from signaling.rooms import CallStore, CannotEnd, Connection, Participant, Room, RoomClosed
+
+log = structlog.get_logger("telemed.signaling")
+
+
+class DatabaseCallStore:
+    """The room's CallStore: each change in its own short transaction."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Callable[[], dt.datetime] = utcnow) -> None:
+        self._sessions = sessions
+        self._clock = clock
+
+    async def resume(self, consultation_id: uuid.UUID) -> None:
+        async with transaction(self._sessions) as session:
+            await calls.resume(session, consultation_id=consultation_id, now=self._clock())
+
+    async def interrupt(self, consultation_id: uuid.UUID) -> None:
+        async with transaction(self._sessions) as session:
+            await calls.interrupt(session, consultation_id=consultation_id, now=self._clock())
+
+    async def end(self, seat: Seat, ctx: AuditContext) -> None:
+        try:
+            async with transaction(self._sessions) as session:
+                await calls.end(session, seat=seat, ctx=ctx, now=self._clock())
+        except ProblemError as exc:  # e.g. the physician alone in a call the patient was never admitted to
+            raise CannotEnd(exc.detail or exc.title) from None
+
+    async def save_chat(self, seat: Seat, text: str) -> tuple[uuid.UUID, dt.datetime]:
+        async with transaction(self._sessions) as session:
+            message = await calls.save_chat(session, seat=seat, text=text, now=self._clock())
+        return message.id, message.sent_at
+
+
+class CallRegistry:
+    """Rooms by consultation; closes them all at shutdown."""
+
+    def __init__(self, *, engine: MediaEngine, store: CallStore, grace: float) -> None:
+        self.engine = engine
+        self._store = store
+        self._grace = grace
+        self._rooms: dict[uuid.UUID, Room] = {}
+        self._closing = False
+
+    def room(self, consultation_id: uuid.UUID) -> Room | None:
+        """The live room of a consultation, if there is one."""
+        return self._rooms.get(consultation_id)
+
+    @property
+    def rooms(self) -> tuple[Room, ...]:
+        return tuple(self._rooms.values())
+
+    async def attach(self, seat: Seat, connection: Connection) -> tuple[Room, Participant]:
+        """Seat the participant in the consultation's room, opening the room if there is none."""
+        while True:
+            if self._closing:
+                raise Refused("shutting_down", "the server is shutting down: rejoin shortly", CLOSE_GOING_AWAY)
+            room = self._rooms.get(seat.consultation_id)
+            if room is None:
+                room = Room(seat.consultation_id, patient_id=seat.patient_id, engine=self.engine,
+                            store=self._store, grace=self._grace, on_closed=self._forget)
+                self._rooms[seat.consultation_id] = room
+            try:
+                return room, await room.attach(seat, connection)
+            except RoomClosed:
+                continue  # it ended or emptied while we waited for it: the next turn opens a fresh one
+
+    async def on_withdrawal(self, event: Withdrawal) -> None:
+        """A patient withdrew consent to recording: their live call stops recording (`recording` off)."""
+        if event.purpose is not ConsentPurpose.recording:
+            return
+        for room in list(self._rooms.values()):
+            if room.patient_id == event.patient_id:
+                room.set_recording(False)
+
+    async def close(self) -> None:
+        """Close every room (sockets with 1001, peers), refuse newcomers. Idempotent."""
+        self._closing = True
+        for room in list(self._rooms.values()):
+            try:
+                await room.close()
+            except Exception:
+                log.exception("room_close_failed")
+        self._rooms.clear()
+
+    def _forget(self, room: Room) -> None:
+        if self._rooms.get(room.consultation_id) is room:
+            del self._rooms[room.consultation_id]
+

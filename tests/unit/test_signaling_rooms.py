@@ -1,0 +1,213 @@
+"""The room's rules with stand-ins for the media, the database and the sockets (the real ones: integration tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from media.calls import PeerStateListener, UnknownPeer
+from server.audit.services import AuditContext
+from signaling.calls import Seat
+from signaling.models import CallRole
+from signaling.rooms import CannotEnd, Room
+
+CONSULTATION, PATIENT, PHYSICIAN = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+
+
+@dataclass
+class FakeCall:
+    peers: set[str] = field(default_factory=set)
+    closed: bool = False
+
+    async def add_peer(self, peer_id: str) -> None:
+        self.peers.add(peer_id)
+
+    async def answer(self, peer_id: str, offer_sdp: str) -> str:
+        if peer_id not in self.peers:
+            raise UnknownPeer(peer_id)
+        return "answer"
+
+    async def add_candidate(self, peer_id: str, candidate: str, sdp_mid: str | None,
+                            sdp_mline_index: int | None) -> None:
+        pass
+
+    async def remove_peer(self, peer_id: str) -> None:
+        self.peers.discard(peer_id)
+
+    async def close(self) -> None:
+        self.closed = True
+        self.peers.clear()
+
+
+@dataclass
+class FakeEngine:
+    call: FakeCall = field(default_factory=FakeCall)
+    on_state: PeerStateListener | None = None
+
+    def open_call(self, call_id: uuid.UUID, on_peer_state: PeerStateListener) -> FakeCall:
+        self.on_state = on_peer_state
+        return self.call
+
+    async def close(self) -> None:
+        pass
+
+
+@dataclass
+class FakeStore:
+    done: list[str] = field(default_factory=list)
+    refuse_end: bool = False
+
+    async def resume(self, consultation_id: uuid.UUID) -> None:
+        self.done.append("resume")
+
+    async def interrupt(self, consultation_id: uuid.UUID) -> None:
+        self.done.append("interrupt")
+
+    async def end(self, seat: Seat, ctx: AuditContext) -> None:
+        if self.refuse_end:
+            raise CannotEnd("a waiting consultation cannot become completed")
+        self.done.append("end")
+
+    async def save_chat(self, seat: Seat, text: str) -> tuple[uuid.UUID, dt.datetime]:
+        self.done.append(f"chat:{text}")
+        return uuid.uuid4(), dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class FakeConnection:
+    events: list[dict[str, Any]] = field(default_factory=list)
+    closed_with: int | None = None
+
+    def send(self, event: dict[str, Any]) -> None:
+        assert self.closed_with is None, "sent after close"
+        self.events.append(event)
+
+    def close(self, code: int, reason: str = "") -> None:
+        if self.closed_with is None:
+            self.closed_with = code
+
+    def types(self) -> list[str]:
+        return [event["type"] for event in self.events]
+
+
+def seat(role: CallRole, *, may_record: bool = True) -> Seat:
+    user = uuid.uuid5(CONSULTATION, role.value)
+    return Seat(CONSULTATION, PATIENT, PHYSICIAN, user, role, f"{role.value} name", may_record)
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    return FakeEngine()
+
+
+@pytest.fixture
+def store() -> FakeStore:
+    return FakeStore()
+
+
+def room(engine: FakeEngine, store: FakeStore, *, grace: float = 60.0,
+         on_closed: Callable[[Room], None] = lambda room: None) -> Room:
+    return Room(CONSULTATION, patient_id=PATIENT, engine=engine, store=store, grace=grace, on_closed=on_closed)
+
+
+async def test_room_resumes_the_consultation_once_physician_and_patient_are_both_in(engine: FakeEngine,
+                                                                                    store: FakeStore) -> None:
+    call = room(engine, store)
+    doctor, patient = FakeConnection(), FakeConnection()
+    await call.attach(seat(CallRole.physician), doctor)
+    assert store.done == []
+    await call.attach(seat(CallRole.patient), patient)
+    assert store.done == ["resume"]
+    assert len(engine.call.peers) == 2
+    assert doctor.types() == ["joined", "participant_joined"]
+    assert patient.types() == ["joined"]
+    assert patient.events[0]["participants"][0]["role"] == "physician"
+
+
+async def test_room_failed_media_asks_the_participant_to_rejoin(engine: FakeEngine, store: FakeStore) -> None:
+    call = room(engine, store)
+    doctor, patient = FakeConnection(), FakeConnection()
+    await call.attach(seat(CallRole.physician), doctor)
+    participant = await call.attach(seat(CallRole.patient), patient)
+    assert engine.on_state is not None
+    assert participant.peer_id is not None
+    engine.on_state(participant.peer_id, "closed")  # a peer the room closed itself: nothing to say
+    assert patient.closed_with is None
+    engine.on_state(participant.peer_id, "failed")
+    assert patient.events[-1]["code"] == "media_failed"
+    assert patient.closed_with == 4410
+    await call.detach(participant, patient, left=False)
+    assert doctor.types()[-1] == "participant_reconnecting"
+    assert len(engine.call.peers) == 1
+
+
+async def test_room_only_the_physician_ends_and_a_refused_end_changes_nothing(engine: FakeEngine,
+                                                                              store: FakeStore) -> None:
+    closed: list[Room] = []
+    call = room(engine, store, on_closed=closed.append)
+    doctor, patient = FakeConnection(), FakeConnection()
+    physician = await call.attach(seat(CallRole.physician), doctor)
+    patient_participant = await call.attach(seat(CallRole.patient), patient)
+    with pytest.raises(CannotEnd):
+        await call.end(patient_participant, AuditContext())
+    store.refuse_end = True
+    with pytest.raises(CannotEnd):
+        await call.end(physician, AuditContext())
+    assert not call.closed
+    store.refuse_end = False
+    await call.end(physician, AuditContext())
+    assert store.done == ["resume", "end"]
+    for connection in (doctor, patient):
+        assert connection.types()[-1] == "ended"
+        assert connection.closed_with == 1000
+    assert call.closed
+    assert engine.call.closed
+    assert closed == [call]
+
+
+async def test_room_nobody_back_within_the_grace_interrupts_and_closes(engine: FakeEngine, store: FakeStore) -> None:
+    closed = asyncio.Event()
+    call = room(engine, store, grace=0.05, on_closed=lambda _: closed.set())
+    doctor, patient = FakeConnection(), FakeConnection()
+    physician = await call.attach(seat(CallRole.physician), doctor)
+    patient_participant = await call.attach(seat(CallRole.patient), patient)
+    await call.detach(patient_participant, patient, left=False)
+    await call.detach(physician, doctor, left=True)
+    await asyncio.wait_for(closed.wait(), 5)
+    assert store.done == ["resume", "interrupt"]
+    assert engine.call.closed
+
+
+async def test_room_a_return_within_the_grace_keeps_the_call(engine: FakeEngine, store: FakeStore) -> None:
+    call = room(engine, store, grace=0.2)
+    doctor = FakeConnection()
+    physician = await call.attach(seat(CallRole.physician), doctor)
+    await call.detach(physician, doctor, left=False)
+    again = FakeConnection()
+    back = await call.attach(seat(CallRole.physician), again)
+    await asyncio.sleep(0.4)
+    assert not call.closed
+    assert back is physician  # the same participant, with its id, since and state
+    assert "interrupt" not in store.done
+    await call.close()
+    assert again.closed_with == 1001
+
+
+async def test_room_recording_follows_the_latest_gate_and_a_withdrawal(engine: FakeEngine, store: FakeStore) -> None:
+    call = room(engine, store)
+    doctor, patient = FakeConnection(), FakeConnection()
+    await call.attach(seat(CallRole.physician), doctor)
+    assert call.recording is True
+    call.set_recording(False)  # the patient withdrew consent to recording
+    assert doctor.events[-1] == {"type": "recording", "active": False}
+    call.set_recording(False)
+    assert doctor.types().count("recording") == 1  # said once
+    await call.attach(seat(CallRole.patient, may_record=True), patient)  # signed again meanwhile
+    assert patient.events[0]["recording"] is True
+    assert doctor.events[-1] == {"type": "recording", "active": True}
