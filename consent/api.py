@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import delivery, fhir, rules, schemas, seal, services, signing, templates
 from consent.models import Consent, ConsentDocument, ConsentPurpose, ConsentTemplate, OtpChannel
-from consent.problems import CodeNotSent, CodeRefused, ConsentDamaged
+from consent.problems import CodeRefused, ConsentDamaged
 from consent.setup import ConsentSetup
 from server import keys
 from server.audit import services as audit
@@ -172,12 +172,7 @@ async def send_code(request: web.Request, body: schemas.CodeIn) -> web.Response:
         sending = await signing.request_code(session, document_id=path_uuid(request, "document_id"),
                                              channel=OtpChannel(body.channel), actor=actor_of(principal),
                                              setup=setup, now=utcnow())
-    try:
-        await delivery.deliver_code(setup, sending, language=principal.locale)
-    except CodeNotSent:
-        async with tx(request) as session:  # not sent: it must not use up the patient's hourly allowance
-            await signing.forget_code(session, otp_id=sending.otp.id)
-        raise
+    await delivery.send_code(setup, sending, language=principal.locale, sessions=request.app[keys.sessions])
     otp = sending.otp
     return json_response(schemas.CodeSentOut(channel=otp.channel.value, destination=otp.destination_masked,
                                              expires_at=otp.expires_at, attempts=setup.otp_attempts), status=202)

@@ -6,11 +6,14 @@ The message holds the code and nothing else (no name, no document): an SMS is re
 from __future__ import annotations
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from consent import signing
 from consent.models import OtpChannel
 from consent.problems import CodeNotSent
 from consent.setup import ConsentSetup
 from consent.signing import CodeToSend
+from server.db.engine import transaction
 from server.notify import DeliveryError, Message
 
 log = structlog.get_logger("telemed.consent")
@@ -25,6 +28,18 @@ def code_message(language: str, code: str, minutes: int, clinic: str) -> Message
         subject = "Your code to sign the consent"
     return Message(language=language, subject=subject, text=text, sms=text, calendar_summary="",
                    calendar_description="")
+
+
+async def send_code(setup: ConsentSetup, sending: CodeToSend, *, language: str,
+                    sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Deliver the code; if it cannot go, forget it (`CodeNotSent`, 503), so it neither uses up the patient's
+    hourly allowance nor displaces the code they already hold (only the newest code signs)."""
+    try:
+        await deliver_code(setup, sending, language=language)
+    except CodeNotSent:
+        async with transaction(sessions) as session:
+            await signing.forget_code(session, otp_id=sending.otp.id)
+        raise
 
 
 async def deliver_code(setup: ConsentSetup, sending: CodeToSend, *, language: str) -> None:

@@ -234,7 +234,10 @@ def _story(doc: ConsentDocumentInput, labels: _Labels, styles: _Styles) -> list[
     ]
     for block in body_blocks(doc.body):
         if block.kind == "heading":
-            story.append(Paragraph(_literal(block.text), styles.heading))
+            # A heading is kept with what follows; one taller than a page could never be, and reportlab
+            # would search for a page break for ever: such a line is set as a plain paragraph.
+            style = styles.heading if len(block.text) <= 300 else styles.body
+            story.append(Paragraph(_literal(block.text), style))
         elif block.kind == "bullet":
             story.append(Paragraph(_literal(block.text), styles.bullet, bulletText="•"))
         else:

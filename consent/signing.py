@@ -175,7 +175,8 @@ class CodeToSend:
 
 async def request_code(session: AsyncSession, *, document_id: uuid.UUID, channel: OtpChannel, actor: Actor,
                        setup: ConsentSetup, now: dt.datetime) -> CodeToSend:
-    """A new one-time code for this document; earlier codes for it stop working."""
+    """A new one-time code for this document. Only the newest code signs (`sign_with_code` tries no other), so
+    earlier ones stop working once this one exists, and work again if it is forgotten undelivered."""
     document = await load_document(session, document_id, actor, for_change=True)
     if actor.role is not Role.patient:
         raise NotFound()
@@ -189,9 +190,6 @@ async def request_code(session: AsyncSession, *, document_id: uuid.UUID, channel
     if not destination:
         raise NoDestination()
     masked = rules.mask_email(destination) if channel is OtpChannel.email else rules.mask_phone(destination)
-    for earlier in (await session.scalars(select(ConsentOtp).where(ConsentOtp.document_id == document.id,
-                                                                   ConsentOtp.used_at.is_(None)))).all():
-        earlier.expires_at = min(earlier.expires_at, now)  # only the newest code signs
     code = f"{secrets.randbelow(1_000_000):06d}"
     otp = ConsentOtp(id=uuid.uuid4(), document_id=document.id, document_sha256=document.sha256, channel=channel,
                      destination_masked=masked, code_hash="", created_at=now, expires_at=now + setup.otp_ttl)

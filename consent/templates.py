@@ -19,7 +19,7 @@ from consent.problems import DraftConflict, NoPublishedTemplate, TemplateImmutab
 from consent.texts import default_texts
 from server.audit import services as audit
 from server.audit.services import AuditContext
-from server.http.problems import NotFound
+from server.http.problems import FieldError, NotFound, ValidationFailed
 
 
 async def list_templates(session: AsyncSession, *, purpose: ConsentPurpose | None = None,
@@ -39,9 +39,23 @@ async def get_template(session: AsyncSession, template_id: uuid.UUID) -> Consent
     return template
 
 
+HEADING_MAX = 300  # a "## " line longer than this is not a heading; reportlab cannot keep it with what follows
+
+
+def check_text(*, body_ru: str, body_en: str) -> None:
+    """Refuse text the PDF cannot lay out: headings are short lines."""
+    for field, body in (("body_ru", body_ru), ("body_en", body_en)):
+        for number, line in enumerate(body.splitlines(), start=1):
+            if line.startswith("## ") and len(line) > HEADING_MAX:
+                message = f"line {number}: a heading is at most {HEADING_MAX} characters"
+                raise ValidationFailed(f"{field}: {message}",
+                                       errors=[FieldError(field=field, message=message, type="heading_too_long")])
+
+
 async def create_draft(session: AsyncSession, *, purpose: ConsentPurpose, title_ru: str, body_ru: str,
                        title_en: str, body_en: str, ctx: AuditContext, now: dt.datetime) -> ConsentTemplate:
     """The next version number of the purpose, as a draft nobody can sign yet."""
+    check_text(body_ru=body_ru, body_en=body_en)
     latest = await session.scalar(select(func.max(ConsentTemplate.version)).where(ConsentTemplate.purpose == purpose))
     template = ConsentTemplate(purpose=purpose, version=(latest or 0) + 1, status=TemplateStatus.draft,
                                title_ru=title_ru, body_ru=body_ru, title_en=title_en, body_en=body_en,
@@ -62,6 +76,7 @@ async def update_draft(session: AsyncSession, *, template_id: uuid.UUID, title_r
     template = await _locked(session, template_id)
     if template.status is not TemplateStatus.draft:
         raise TemplateImmutable()
+    check_text(body_ru=body_ru, body_en=body_en)
     template.title_ru, template.body_ru, template.title_en, template.body_en = title_ru, body_ru, title_en, body_en
     await audit.record(session, ctx=ctx, action="consent_template.edited", object_type="consent_template",
                        object_id=template.id, now=now)

@@ -130,6 +130,7 @@ class UploadForm:
 
 
 FIELD_LIMIT = 65_536  # a text field of these forms is a note or an id, never more
+FIELDS_MAX = 20  # an upload form has a handful of text fields besides its file
 
 
 async def read_upload_form(request: web.Request, *, file_field: str, limit: int,
@@ -142,6 +143,7 @@ async def read_upload_form(request: web.Request, *, file_field: str, limit: int,
     fields: dict[str, str] = {}
     data: bytes | None = None
     too_large = False
+    text_bytes = 0
     try:
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
@@ -155,6 +157,10 @@ async def read_upload_form(request: web.Request, *, file_field: str, limit: int,
                 value, over = await _read_part(part, FIELD_LIMIT)
                 if over or value is None:
                     raise MalformedBody("A form field is too long", title="The request body is not a valid form")
+                text_bytes += len(value)
+                if len(fields) >= FIELDS_MAX or text_bytes > FIELD_LIMIT * 2:  # a form of a few short fields
+                    raise ProblemError("The form has too many fields", status=413, code="body_too_large",
+                                       title="Request body too large")
                 fields.setdefault(part.name, value.decode(part.get_charset("utf-8")))
     except _UNREADABLE_FORM:
         raise MalformedBody("The form data cannot be read", title="The request body is not a valid form") from None

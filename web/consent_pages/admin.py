@@ -62,6 +62,10 @@ async def draft_submit(request: web.Request) -> web.Response:
         raise await not_found(request, back=HOME) from None
     try:
         async with tx(request) as session:
+            pending = [t for t in await templates.list_templates(session, purpose=purpose)
+                       if t.status is TemplateStatus.draft]
+            if pending:  # a double submit, or a draft someone started: continue that one
+                raise web.HTTPSeeOther(f"{HOME}/{pending[0].id}")
             try:
                 current = await templates.current(session, purpose)
                 texts = {"title_ru": current.title_ru, "body_ru": current.body_ru, "title_en": current.title_en,

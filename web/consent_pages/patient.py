@@ -151,7 +151,8 @@ async def send_code_submit(request: web.Request) -> web.Response:
         async with tx(request) as session:
             sending = await signing.request_code(session, document_id=document_id, channel=OtpChannel(channel),
                                                  actor=actor_of(principal), setup=setup, now=utcnow())
-        await delivery.deliver_code(setup, sending, language=page_locale(request, principal))
+        await delivery.send_code(setup, sending, language=page_locale(request, principal),
+                                 sessions=request.app[keys.sessions])
     except NotFound:
         raise await not_found(request) from None
     except AlreadySigned:

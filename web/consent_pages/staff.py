@@ -96,6 +96,9 @@ async def _paper_page(request: web.Request, document_id: uuid.UUID | None, *, ba
             if consent is not None:  # staff reading a patient's consent is in the patient's access log
                 await services.audit_read(session, consent, actor=actor, ctx=audit_context(request), what="read",
                                           now=utcnow())
+            else:
+                await signing.audit_document_read(session, document, actor=actor, ctx=audit_context(request),
+                                                  what="read", now=utcnow())
     except NotFound:
         raise await not_found(request, back=back) from None
     context: dict[str, Any] = {

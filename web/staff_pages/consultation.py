@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from consent import signing
 from server import keys
 from server.audit import services as audit
 from server.auth.models import Role
@@ -72,11 +73,14 @@ async def consultation_response(request: web.Request, *, error: str | None = Non
             screening = await db.get(Questionnaire, consultation.questionnaire_id)
             checkin = (await db.get(Questionnaire, consultation.checkin_questionnaire_id)
                        if consultation.checkin_questionnaire_id else None)
-            consents = await consent_status.overview(db, patient_id=consultation.patient_id,
-                                                     policy=request.app[keys.consent].policy, now=utcnow())
-            await audit.record(db, ctx=audit_context(request), action="consent.listed", object_type="patient",
-                               object_id=consultation.patient_id, subject_patient_id=consultation.patient_id,
-                               now=utcnow())
+            consents = None  # a physician whose booking was cancelled no longer treats the patient
+            if await signing.may_act_for(db, signing.Actor(principal.user_id, principal.role, None),
+                                         consultation.patient_id):
+                consents = await consent_status.overview(db, patient_id=consultation.patient_id,
+                                                         policy=request.app[keys.consent].policy, now=utcnow())
+                await audit.record(db, ctx=audit_context(request), action="consent.listed", object_type="patient",
+                                   object_id=consultation.patient_id, subject_patient_id=consultation.patient_id,
+                                   now=utcnow())
             patient = await consent_status.patient_name_and_locale(db, consultation.patient_id)
             slots = []
             if consultation.status is ConsultationStatus.scheduled:
