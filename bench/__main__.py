@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from bench import consent
+from bench import call, consent
 from server import keys
 from server.app import create_app
 from server.audit import services as audit
@@ -185,6 +185,7 @@ def main() -> None:
         if not url.startswith("postgresql"):
             bench_tokens(settings)
             consent.bench_documents(settings)
+            call.bench_calls()
         asyncio.run(bench_app(settings))
         asyncio.run(bench_scheduling(settings))
         asyncio.run(consent.bench_simple_signing(settings))
