@@ -174,6 +174,16 @@ async def live_clinic(aiohttp_client: Any, tmp_path: Path, database_url: str, **
     return clinic
 
 
+async def joined_pair(aiohttp_client: Any, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch,
+                      **settings: Any) -> tuple[dict[str, Any], Socket, Socket]:
+    """A live clinic whose physician and admitted patient have both joined the call's socket (ICE on loopback)."""
+    keep_ice_on_loopback(monkeypatch)
+    clinic = await live_clinic(aiohttp_client, tmp_path, database_url, **settings)
+    doctor = await join(clinic["client"], clinic["doctor"], clinic["consultation"])
+    patient = await join(clinic["client"], clinic["patient"], clinic["consultation"])
+    return clinic, doctor, patient
+
+
 async def status_of(client: TestClient, consultation: str) -> ConsultationStatus:
     async with client.app[keys.read_sessions]() as session:
         row = await session.get(Consultation, uuid.UUID(consultation), populate_existing=True)
@@ -276,11 +286,8 @@ async def test_signaling_call_forwards_media_unchanged_relays_keyframes_and_ends
 
 async def test_signaling_participant_who_drops_rejoins_with_a_new_ticket_and_gets_video_again(
         aiohttp_client: Any, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    keep_ice_on_loopback(monkeypatch)
-    clinic = await live_clinic(aiohttp_client, tmp_path, database_url)
+    clinic, doctor, patient = await joined_pair(aiohttp_client, tmp_path, database_url, monkeypatch)
     client, consultation = clinic["client"], clinic["consultation"]
-    doctor = await join(client, clinic["doctor"], consultation)
-    patient = await join(client, clinic["patient"], consultation)
     a = await connect_media(doctor, shade=90, pitch=330.0)
     b = await connect_media(patient, shade=170, pitch=440.0)
     clients = [a, b]
@@ -321,11 +328,8 @@ async def test_signaling_participant_who_drops_rejoins_with_a_new_ticket_and_get
 
 async def test_signaling_a_browser_receiving_no_video_still_sends_it_and_hears_the_other(
         aiohttp_client: Any, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    keep_ice_on_loopback(monkeypatch)
-    clinic = await live_clinic(aiohttp_client, tmp_path, database_url)
+    clinic, doctor, patient = await joined_pair(aiohttp_client, tmp_path, database_url, monkeypatch)
     client, consultation = clinic["client"], clinic["consultation"]
-    doctor = await join(client, clinic["doctor"], consultation)
-    patient = await join(client, clinic["patient"], consultation)
     a = await connect_media(doctor, shade=90, pitch=330.0)
     b = await connect_media(patient, shade=170, pitch=440.0, video="sendonly")
     try:
@@ -385,11 +389,8 @@ async def test_signaling_everyone_gone_past_the_grace_interrupts_and_their_retur
 
 async def test_signaling_shutdown_closes_sockets_and_peers(
         aiohttp_client: Any, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    keep_ice_on_loopback(monkeypatch)
-    clinic = await live_clinic(aiohttp_client, tmp_path, database_url)
+    clinic, doctor, patient = await joined_pair(aiohttp_client, tmp_path, database_url, monkeypatch)
     client, consultation = clinic["client"], clinic["consultation"]
-    doctor = await join(client, clinic["doctor"], consultation)
-    patient = await join(client, clinic["patient"], consultation)
     a = await connect_media(doctor, shade=90, pitch=330.0)
     b = await connect_media(patient, shade=170, pitch=440.0)
     try:

@@ -26,6 +26,7 @@ from tests.integration.test_signaling_call import (
     connect_media,
     get_ticket,
     join,
+    joined_pair,
     keep_ice_on_loopback,
     live_clinic,
     open_socket,
@@ -145,11 +146,8 @@ async def _ticket_issued_long_ago(client: Any, user_id: str, consultation: str) 
 
 async def test_signaling_bad_messages_get_errors_until_abuse_closes_with_1008(
         aiohttp_client: Any, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    keep_ice_on_loopback(monkeypatch)
-    clinic = await live_clinic(aiohttp_client, tmp_path, database_url)
+    clinic, doctor, patient = await joined_pair(aiohttp_client, tmp_path, database_url, monkeypatch)
     client, consultation = clinic["client"], clinic["consultation"]
-    doctor = await join(client, clinic["doctor"], consultation)
-    patient = await join(client, clinic["patient"], consultation)
 
     bad: list[dict[str, Any] | str | bytes] = [
         "{oops", {"type": "shout"}, {"type": "media_state", "muted": "yes", "camera": True},
@@ -186,11 +184,7 @@ async def test_signaling_bad_messages_get_errors_until_abuse_closes_with_1008(
 
 async def test_signaling_flood_is_rate_limited_then_closed_and_oversize_closes_1009(
         aiohttp_client: Any, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    keep_ice_on_loopback(monkeypatch)
-    clinic = await live_clinic(aiohttp_client, tmp_path, database_url)
-    client, consultation = clinic["client"], clinic["consultation"]
-    doctor = await join(client, clinic["doctor"], consultation)
-    patient = await join(client, clinic["patient"], consultation)
+    _, doctor, patient = await joined_pair(aiohttp_client, tmp_path, database_url, monkeypatch)
 
     started = asyncio.get_running_loop().time()
     for number in range(150):
