@@ -84,6 +84,12 @@ class CallRegistry:
             except RoomClosed:
                 continue  # it ended or emptied while we waited for it: the next turn opens a fresh one
 
+    async def finished(self, consultation_id: uuid.UUID) -> None:
+        """The consultation was completed by `finish`: its live room, if any, ends for everyone."""
+        room = self._rooms.get(consultation_id)
+        if room is not None:
+            await room.finished()
+
     async def on_withdrawal(self, event: Withdrawal) -> None:
         """A patient withdrew consent to recording: their live call stops recording (`recording` off)."""
         if event.purpose is not ConsentPurpose.recording:

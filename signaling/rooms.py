@@ -218,6 +218,18 @@ class Room:
                                            by=participant.participant_id))
             await self._close(CLOSE_NORMAL, "consultation ended")
 
+    async def finished(self) -> None:
+        """The consultation was completed outside the call (the physician's Finish button on the consultation
+        page or the API): everyone gets `ended`, sockets and peers close."""
+        await self._change(self._finished())
+
+    async def _finished(self) -> None:
+        async with self._lock:
+            if self._closed:
+                return
+            self._broadcast(messages.event("ended", reason="completed"))
+            await self._close(CLOSE_NORMAL, "consultation ended")
+
     def set_recording(self, active: bool) -> None:
         """The consent gate changed mid-call (a withdrawal): tell everyone (the recorder acts on it)."""
         if self._closed or self.recording == active:

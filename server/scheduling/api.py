@@ -166,6 +166,8 @@ async def _change(request: web.Request, change: str, **kwargs: object) -> web.Re
                                        ctx=audit_context(request), now=utcnow(), **kwargs, **timed)
         view = await queries.view(session, consultation.id)
     _publish(request, view.consultation.physician_id, change, view.consultation.id)
+    if change == "finish":
+        await request.app[keys.calls].finished(view.consultation.id)
     return json_response(detail_out(view))
 
 

@@ -409,3 +409,16 @@ async def test_signaling_shutdown_closes_sockets_and_peers(
     finally:
         await stop_media(a)
         await stop_media(b)
+
+
+async def test_signaling_finish_outside_the_call_ends_it_for_everyone(
+        aiohttp_client: Any, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    clinic, doctor, patient = await joined_pair(aiohttp_client, tmp_path, database_url, monkeypatch)
+    client, consultation = clinic["client"], clinic["consultation"]
+    finished = await client.post(f"/api/v1/consultations/{consultation}/finish", headers=clinic["doctor"].auth)
+    assert finished.status == 200
+    for socket in (doctor, patient):
+        assert (await socket.expect("ended"))["reason"] == "completed"
+        assert await socket.closed() == 1000
+    assert await status_of(client, consultation) is ConsultationStatus.completed
+    assert client.app[keys.calls].room(uuid.UUID(consultation)) is None

@@ -67,6 +67,8 @@ async def _change(request: web.Request, change: str, *, roles: tuple[Role, ...] 
             raise PageAnswer(await queue_response(request, error=message, status=problem.status)) from None
         raise PageAnswer(await consultation_response(request, error=message, status=problem.status)) from None
     _publish(request, consultation, change)
+    if change == "finish":  # a call still open ends for everyone, as when the physician ends it in the call
+        await request.app[keys.calls].finished(consultation.id)
     return "/clinic/waiting-room" if from_queue else f"/clinic/consultations/{consultation.id}"
 
 
