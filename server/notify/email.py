@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import ipaddress
 import ssl
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
@@ -20,6 +19,7 @@ import structlog
 from pydantic import SecretStr
 
 from server.notify.errors import EmailDeliveryError, NotifyConfigurationError
+from server.notify.hosts import is_loopback
 from server.notify.messages import Message
 from server.notify.outbox import write_private_file
 from server.settings import Settings
@@ -91,7 +91,7 @@ class SmtpSender:
             raise NotifyConfigurationError("choose STARTTLS or implicit TLS, not both")
         if (username is None) != (password is None):
             raise NotifyConfigurationError("SMTP username and password go together")
-        if username is not None and not (starttls or tls) and not _is_loopback(host):
+        if username is not None and not (starttls or tls) and not is_loopback(host):
             raise NotifyConfigurationError("refusing to send SMTP credentials unencrypted to a remote host")
         self._host, self._port, self._sender = host, port, sender
         self._starttls, self._tls = starttls, tls
@@ -184,12 +184,3 @@ def _delivery_error(exc: aiosmtplib.SMTPException) -> EmailDeliveryError:
         return EmailDeliveryError(f"SMTP server unreachable ({kind})", retryable=True)
     # The server lacks what the settings require (STARTTLS, AUTH, SMTPUTF8): no retry will change that.
     return EmailDeliveryError(f"SMTP server does not support the configured exchange ({kind})", retryable=False)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import ipaddress
 import json
 import re
 import uuid
@@ -23,6 +22,7 @@ import structlog
 from pydantic import SecretStr
 
 from server.notify.errors import NotifyConfigurationError, SmsDeliveryError
+from server.notify.hosts import is_loopback
 from server.notify.outbox import write_private_file
 from server.settings import Settings
 
@@ -103,7 +103,7 @@ def sms_gateway_from_settings(settings: Settings) -> SmsGateway:
     url = urlsplit(settings.sms_webhook_url)
     if url.scheme not in ("https", "http") or not url.hostname:
         raise NotifyConfigurationError("TELEMED_SMS_WEBHOOK_URL must be an http(s) URL")
-    if settings.is_production and url.scheme != "https" and not _is_loopback(url.hostname):
+    if settings.is_production and url.scheme != "https" and not is_loopback(url.hostname):
         raise NotifyConfigurationError("TELEMED_SMS_WEBHOOK_URL must use https in production")
     return WebhookSmsGateway(settings.sms_webhook_url, settings.sms_webhook_token)
 
@@ -113,15 +113,6 @@ def _check(to: str, text: str) -> None:
         raise ValueError("to must be a phone number in E.164 form, e.g. +79991234567")  # never echo the number
     if not text.strip():
         raise ValueError("text must not be empty")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 async def _gateway_id(response: aiohttp.ClientResponse) -> str | None:
