@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     signaling_messages_per_second: float = Field(default=20.0, gt=0, le=1000)
     signaling_message_burst: int = Field(default=40, ge=1, le=10_000)
     signaling_max_bad_messages: int = Field(default=10, ge=1, le=1000)
+    # Media: where the calls' peers run, and how many calls this node takes (docs/media-workers.md)
+    media_workers: int | None = Field(default=None, ge=0, le=64)  # None = one per core; 0 = in the web process
+    media_max_calls: int = Field(default=12, ge=1, le=10_000)  # concurrent calls this node admits
 
     # Consent: which documents a consultation needs, how they are signed, whom the clinic trusts
     recording_enabled: bool = True  # the clinic records its consultations
@@ -128,7 +131,7 @@ class Settings(BaseSettings):
 
     @field_validator("database_url", "broker_url", "jwt_private_key", "master_key", "audit_key", "log_format",
                      "smtp_host", "smtp_username", "smtp_password", "sms_webhook_url", "sms_webhook_token",
-                     "consent_font", "seal_key", "turn_secret", mode="before")
+                     "consent_font", "seal_key", "turn_secret", "media_workers", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """`KEY=` in a .env (as in .env.example) means "not set", not "set to nothing"."""
