@@ -257,7 +257,7 @@ async def calls_context(app: web.Application) -> AsyncIterator[None]:
     engine = LocalMediaEngine(ice_servers=lambda peer_id: server_ice_servers(settings, peer_id))
     engine.start()
     registry = CallRegistry(engine=engine, store=DatabaseCallStore(app[keys.sessions]),
-                            grace=settings.call_grace_seconds)
+                            grace=settings.call_grace_seconds, max_calls=settings.media_max_calls)
     app[keys.calls] = registry
     withdrawals = app[keys.consent_withdrawals]
     withdrawals.subscribe(registry.on_withdrawal)
