@@ -25,17 +25,21 @@ def websocket_url(public_url: str) -> str:
 
 
 @router.route("POST", "/api/v1/consultations/{consultation_id}/join", summary="A ticket to join the call",
-              response=schemas.JoinOut, status=201, roles=[Role.patient, Role.physician], errors=(404, 409))
+              response=schemas.JoinOut, status=201, roles=[Role.patient, Role.physician], errors=(404, 409, 503))
 async def join(request: web.Request) -> web.Response:
     """The physician from 15 minutes before the start; the patient once admitted; both until the slot's end plus
-    the overrun. 409 `not_admitted`, `too_early`, `too_late`, `call_not_open`, or `consent_required`."""
+    the overrun. 409 `not_admitted`, `too_early`, `too_late`, `call_not_open`, or `consent_required`; 503
+    `media_capacity` (with Retry-After) when this server hosts as many calls as TELEMED_MEDIA_MAX_CALLS allows
+    and this call is not one of them."""
     viewer = await viewer_for(request)
     settings = request.app[keys.settings]
+    consultation_id = path_uuid(request, "consultation_id")
     async with tx(request) as session:
-        admission = await services.join(session, consultation_id=path_uuid(request, "consultation_id"),
+        admission = await services.join(session, consultation_id=consultation_id,
                                         viewer=viewer, ctx=audit_context(request), now=utcnow(),
                                         window=services.JoinWindow.from_settings(settings),
-                                        consent_policy=request.app[keys.consent].policy)
+                                        consent_policy=request.app[keys.consent].policy,
+                                        has_room=request.app[keys.calls].has_room_for)
     ticket = admission.ticket
     servers = services.ice_servers_for(settings, str(ticket.id))
     return json_response(schemas.JoinOut(

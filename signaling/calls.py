@@ -31,6 +31,7 @@ from signaling.services import JoinWindow
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN_LATER = 1013  # the node hosts as many calls as it may (TELEMED_MEDIA_MAX_CALLS)
 CLOSE_TICKET = 4401  # the ticket was refused: ask `POST .../join` for a new one
 CLOSE_NOT_OPEN = 4403  # the call cannot be joined now (over, not admitted, consent withdrawn)
 CLOSE_REPLACED = 4409  # the same participant connected again elsewhere

@@ -17,7 +17,7 @@ from server.db.base import utcnow
 from server.db.engine import transaction
 from server.http.problems import ProblemError
 from signaling import calls
-from signaling.calls import CLOSE_GOING_AWAY, Refused, Seat
+from signaling.calls import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER, Refused, Seat
 from signaling.rooms import CallStore, CannotEnd, Connection, Participant, Room, RoomClosed
 
 log = structlog.get_logger("telemed.signaling")
@@ -52,10 +52,15 @@ class DatabaseCallStore:
 
 
 class CallRegistry:
-    """Rooms by consultation; closes them all at shutdown."""
+    """Rooms by consultation, at most `max_calls` of them (admission control); closes them all at shutdown.
 
-    def __init__(self, *, engine: MediaEngine, store: CallStore, grace: float) -> None:
+    The limit is on calls, not participants: a call in progress always takes its participants back (a rejoin,
+    a reconnection), so reaching the limit only ever turns away a call that has not started.
+    """
+
+    def __init__(self, *, engine: MediaEngine, store: CallStore, grace: float, max_calls: int) -> None:
         self.engine = engine
+        self.max_calls = max_calls
         self._store = store
         self._grace = grace
         self._rooms: dict[uuid.UUID, Room] = {}
@@ -69,13 +74,21 @@ class CallRegistry:
     def rooms(self) -> tuple[Room, ...]:
         return tuple(self._rooms.values())
 
+    def has_room_for(self, consultation_id: uuid.UUID) -> bool:
+        """Whether this consultation's call may be joined here: it is live already, or a place is free."""
+        return consultation_id in self._rooms or len(self._rooms) < self.max_calls
+
     async def attach(self, seat: Seat, connection: Connection) -> tuple[Room, Participant]:
-        """Seat the participant in the consultation's room, opening the room if there is none."""
+        """Seat the participant in the consultation's room, opening the room if there is none (and a place is
+        free: the join request checked, but other calls may have started since)."""
         while True:
             if self._closing:
                 raise Refused("shutting_down", "the server is shutting down: rejoin shortly", CLOSE_GOING_AWAY)
             room = self._rooms.get(seat.consultation_id)
             if room is None:
+                if not self.has_room_for(seat.consultation_id):
+                    raise Refused("media_capacity", "every place for a call is taken: try again shortly",
+                                  CLOSE_TRY_AGAIN_LATER)
                 room = Room(seat.consultation_id, patient_id=seat.patient_id, engine=self.engine,
                             store=self._store, grace=self._grace, on_closed=self._forget)
                 self._rooms[seat.consultation_id] = room

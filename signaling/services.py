@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,7 +22,7 @@ from server.scheduling.services import Viewer
 from server.settings import Settings
 from signaling import rules, tickets, turn
 from signaling.models import CallRole, JoinTicket
-from signaling.problems import CannotJoin
+from signaling.problems import CannotJoin, MediaCapacity
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,11 @@ class Admission:
 
 
 async def join(session: AsyncSession, *, consultation_id: uuid.UUID, viewer: Viewer, ctx: AuditContext,
-               now: dt.datetime, window: JoinWindow, consent_policy: GatePolicy) -> Admission:
-    """A single-use ticket for the consultation's own patient or physician, if the call may be joined now."""
+               now: dt.datetime, window: JoinWindow, consent_policy: GatePolicy,
+               has_room: Callable[[uuid.UUID], bool] = lambda _: True) -> Admission:
+    """A single-use ticket for the consultation's own patient or physician, if the call may be joined now and
+    the node has a place for it (`has_room`, admission control: checked last, so only someone who may join
+    learns the server is busy)."""
     consultation = await scheduling.load(session, consultation_id, viewer)
     roles = {Role.patient: CallRole.patient, Role.physician: CallRole.physician}
     role = roles.get(viewer.role)
@@ -60,6 +64,8 @@ async def join(session: AsyncSession, *, consultation_id: uuid.UUID, viewer: Vie
     gate = await consent.check_gate(session, consultation, policy=consent_policy, now=now)
     if not gate.may_start:
         raise ConsentRequired([p for p in consent.gate_problems(gate) if p["required"]])
+    if not has_room(consultation.id):
+        raise MediaCapacity()
     token, ticket = await tickets.issue(session, consultation_id=consultation.id, user_id=viewer.user_id, role=role,
                                        now=now, ttl=window.ticket_ttl)
     await audit.record(session, ctx=ctx, action="call.join_ticket", object_type="consultation",

@@ -1,0 +1,79 @@
+"""Admission control: a node hosts at most TELEMED_MEDIA_MAX_CALLS calls; a call beyond it is refused with a
+clear problem before it starts, and the calls in progress keep taking their participants back."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server import keys
+from tests.consent_helpers import sign_consents
+from tests.factories import register_patient
+from tests.integration.test_signaling_call import check_in, join, keep_ice_on_loopback, live_clinic, open_socket
+from tests.scheduling_helpers import benign_answers, booking, free_slot
+
+
+async def _second_waiting_consultation(clinic: dict[str, Any]) -> str:
+    """Another patient of the same physician, checked in: the physician may open that call too."""
+    client = clinic["client"]
+    patient = await register_patient(client, full_name="Анна Вторая")
+    await sign_consents(client, patient)
+    starts_at = await free_slot(client, patient, clinic["physician_id"])
+    made = await client.post("/api/v1/consultations", headers=patient.auth, json=booking(
+        clinic["physician_id"], starts_at, benign_answers(clinic["catalogue"]["respiratory"])))
+    assert made.status == 201, await made.text()
+    consultation = str((await made.json())["id"])
+    await check_in(clinic, patient, consultation)
+    return consultation
+
+
+async def test_call_beyond_capacity_is_refused_and_calls_in_progress_are_not(
+        aiohttp_client: Any, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    keep_ice_on_loopback(monkeypatch)
+    clinic = await live_clinic(aiohttp_client, tmp_path, database_url, media_max_calls=1)
+    client, doctor, consultation = clinic["client"], clinic["doctor"], clinic["consultation"]
+    second = await _second_waiting_consultation(clinic)
+
+    first_call = await join(client, doctor, consultation)
+    refused = await client.post(f"/api/v1/consultations/{second}/join", headers=doctor.auth)
+    assert refused.status == 503
+    assert refused.headers["Retry-After"] == "30"
+    problem = await refused.json()
+    assert problem["code"] == "media_capacity"
+    assert refused.headers["Content-Type"].startswith("application/problem+json")
+
+    # The call in progress still takes its participants, and rejoins.
+    patient = await join(client, clinic["patient"], consultation)
+    await patient.close()
+    patient = await join(client, clinic["patient"], consultation)
+
+    # Once it ends, the place is free again.
+    await first_call.send({"type": "end"})
+    assert await first_call.closed() == 1000
+    assert await patient.closed() == 1000
+    again = await client.post(f"/api/v1/consultations/{second}/join", headers=doctor.auth)
+    assert again.status == 201, await again.text()
+
+
+async def test_call_started_meanwhile_takes_the_last_place_and_the_socket_says_try_later(
+        aiohttp_client: Any, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    keep_ice_on_loopback(monkeypatch)
+    clinic = await live_clinic(aiohttp_client, tmp_path, database_url, media_max_calls=1)
+    client, doctor = clinic["client"], clinic["doctor"]
+    second = await _second_waiting_consultation(clinic)
+    # Both tickets are issued while no call runs; the first socket to join takes the only place.
+    response = await client.post(f"/api/v1/consultations/{second}/join", headers=doctor.auth)
+    assert response.status == 201
+    late_ticket = (await response.json())["ticket"]
+    first_call = await join(client, clinic["patient"], clinic["consultation"])
+
+    late = await open_socket(client)
+    await late.send({"type": "join", "consultation_id": second, "ticket": late_ticket})
+    assert await late.closed() == 1013  # RFC 6455: try again later
+    assert [event["code"] for event in late.of("error")] == ["media_capacity"]
+    assert not first_call.of("participant_joined")  # the refused call never came near the other one
+    assert client.app[keys.calls].room(uuid.UUID(second)) is None
+    await first_call.close()
