@@ -26,6 +26,7 @@ from server.scheduling import availability, queries, rules, services
 from server.scheduling.api import viewer_for
 from server.scheduling.models import ConsultationStatus, Questionnaire
 from server.scheduling.screening import Question, QuestionnaireDefinition, Text
+from web import call_pages
 from web.consent_pages import status as consent_status
 from web.pages import page_user, render
 from web.staff_pages.common import STAFF, booking_weeks, not_found, path_id
@@ -101,6 +102,7 @@ async def consultation_response(request: web.Request, *, error: str | None = Non
         "patient_locale": patient[1] if patient else "ru", "here": request.path,
         "diagnosis": request.query.get("diagnosis"), "today": utcnow().date().isoformat(),
         "may_admit": is_physician and consultation.status is ConsultationStatus.waiting,
+        "may_call": is_physician and consultation.status in call_pages.LIVE,
         "may_finish": is_physician and ConsultationStatus.completed in allowed,
         "may_cancel": ConsultationStatus.cancelled in allowed,
         "back": "/clinic/schedule?day=" + consultation.starts_at.astimezone(zone).date().isoformat()
