@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,13 +21,14 @@ from aiohttp import WSMsgType, web
 from aiortc import RTCIceServer
 
 from media.calls import LocalMediaEngine, NegotiationFailed, UnknownPeer
+from media.workers import WorkerMediaEngine
 from server import keys
 from server.audit.services import AuditContext
 from server.db.base import utcnow
 from server.db.engine import transaction
 from server.http.principal import audit_context
 from server.http.problems import ProblemError
-from server.settings import Settings
+from server.settings import Environment, Settings
 from signaling import calls, messages, origins, services
 from signaling.calls import CLOSE_NORMAL, CLOSE_POLICY, Refused
 from signaling.messages import BadMessage
@@ -252,10 +254,29 @@ def server_ice_servers(settings: Settings, peer_id: str) -> list[RTCIceServer]:
 
 async def calls_context(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: the media engine and the call registry, listening for consent withdrawals; all closed at the
-    end (after `close_calls` has closed the sockets at shutdown)."""
+    end (after `close_calls` has closed the sockets at shutdown).
+
+    TELEMED_MEDIA_WORKERS=0 runs the peers in this process; otherwise that many media worker processes (one per
+    core when unset) host them, started together here (docs/media-workers.md). Under TELEMED_ENV=test the
+    workers gather ICE candidates on 127.0.0.1 only, as the tests' own aiortc clients do.
+    """
     settings = app[keys.settings]
-    engine = LocalMediaEngine(ice_servers=lambda peer_id: server_ice_servers(settings, peer_id))
-    engine.start()
+
+    def ice_servers(peer_id: str) -> list[RTCIceServer]:
+        return server_ice_servers(settings, peer_id)
+
+    workers = settings.media_workers if settings.media_workers is not None else (os.cpu_count() or 1)
+    engine: LocalMediaEngine | WorkerMediaEngine
+    if workers == 0:
+        engine = LocalMediaEngine(ice_servers=ice_servers)
+        engine.start()
+    else:
+        engine = WorkerMediaEngine(
+            workers=workers, ice_servers=ice_servers,
+            host_addresses=["127.0.0.1"] if settings.env is Environment.test else None,
+            log_format=settings.resolved_log_format,
+            log_level=settings.log_level)
+        await engine.start()
     registry = CallRegistry(engine=engine, store=DatabaseCallStore(app[keys.sessions]),
                             grace=settings.call_grace_seconds, max_calls=settings.media_max_calls)
     app[keys.calls] = registry

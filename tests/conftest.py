@@ -55,6 +55,7 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
         "log_format": "console",
         "log_level": "WARNING",
         "start_worker": False,
+        "media_workers": 0,  # peers in this process: no worker processes per app (test_media_workers*.py has them)
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
