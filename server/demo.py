@@ -48,6 +48,10 @@ STAFF = [
      {"specialty": "general_practice", "licence_number": "77-01-000101", "time_zone": "Europe/Moscow"}),
     (Role.physician, "cardiologist@demo.clinic", "Мария Сергеевна Кардиологова",
      {"specialty": "cardiology", "licence_number": "77-01-000102", "time_zone": "Europe/Moscow"}),
+    # On duty round the clock, every day: whoever tries the demo can book a slot starting within minutes
+    # and hold a video consultation at once, on a weekend or at night too.
+    (Role.physician, "duty@demo.clinic", "Сергей Андреевич Дежурный",
+     {"specialty": "general_practice", "licence_number": "77-01-000103", "time_zone": "Europe/Moscow"}),
     (Role.qa_expert, "qa@demo.clinic", "Ольга Николаевна Экспертова", {"specialty": "general_practice"}),
 ]
 PATIENTS = [
@@ -56,6 +60,8 @@ PATIENTS = [
 ]
 # Mornings and afternoons, Monday to Friday, in 20-minute slots: the clinic's usual week.
 WEEK_HOURS = [(dt.time(9, 0), dt.time(13, 0)), (dt.time(14, 0), dt.time(18, 0))]
+DUTY_EMAIL = "duty@demo.clinic"
+DUTY_HOURS = [(dt.time(0, 0), dt.time(23, 40))]  # every day, 20-minute slots from midnight to 23:40
 
 
 async def seed(session: AsyncSession, settings: Settings, *, passwords: Passwords) -> list[DemoAccount] | None:
@@ -86,9 +92,11 @@ async def seed(session: AsyncSession, settings: Settings, *, passwords: Password
                                       full_name=name, birth_date=birth, phone=phone, locale=locale, ctx=SYSTEM,
                                       now=now)
         accounts.append(DemoAccount("patient", email, password, name))
-    for physician_id in (await session.scalars(select(Physician.id))).all():
-        for weekday in range(5):
-            for start, end in WEEK_HOURS:
+    rows = (await session.execute(select(Physician.id, User.email).join(User, User.id == Physician.user_id))).all()
+    for physician_id, email in rows:
+        on_duty = email == DUTY_EMAIL
+        for weekday in range(7 if on_duty else 5):
+            for start, end in DUTY_HOURS if on_duty else WEEK_HOURS:
                 session.add(WeeklyAvailability(physician_id=physician_id, weekday=weekday, start_time=start,
                                                end_time=end, slot_minutes=20))
     await session.flush()
