@@ -63,6 +63,7 @@ def _serve(tmp_path: Path, database_url: str, extra_env: dict[str, str] | None =
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         "TELEMED_DATA_DIR": str(data_dir),
         "TELEMED_DATABASE_URL": database_url,
+        "TELEMED_PUBLIC_URL": f"http://127.0.0.1:{port}",  # the call's WebSocket URL and allowed Origin
         "TELEMED_ENV": "test",
         "TELEMED_ARGON2_MEMORY_KIB": "1024",
         "TELEMED_ARGON2_TIME_COST": "1",
@@ -70,6 +71,7 @@ def _serve(tmp_path: Path, database_url: str, extra_env: dict[str, str] | None =
         "TELEMED_LOG_LEVEL": "WARNING",
         # The waiting room opens an hour ahead, so a booking for the next free slot can check in at once.
         "TELEMED_CHECKIN_OPENS_MINUTES": "60",
+        "TELEMED_JOIN_OPENS_MINUTES": "60",
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),
     }
