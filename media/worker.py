@@ -3,7 +3,7 @@
 One asyncio loop saturates one core, so the web process spawns one of these per core (TELEMED_MEDIA_WORKERS)
 as a fresh interpreter, never a fork: aiortc's and asyncio's state must not be inherited. Run as
 
-    python -m media.worker --fd N [--worker-id I] [--host-address 127.0.0.1 ...] [--log-format F] [--log-level L]
+    python -m media.worker --fd N [--worker-id I] [--loopback-only] [--log-format F] [--log-level L]
     python -m media.worker --connect HOST:PORT    # a worker on another host (secret: TELEMED_MEDIA_WORKER_SECRET)
 
 `--fd` is the worker's end of a Unix socket pair the web process made: no path, no port, nothing another
@@ -35,7 +35,7 @@ import structlog
 from aiortc import RTCIceServer
 from pydantic import BaseModel, Field, ValidationError
 
-from media import channel
+from media import channel, loopback
 from media.calls import LocalMediaCall, LocalMediaEngine, NegotiationFailed, UnknownPeer
 from media.channel import BadMessage, Channel, ChannelError, FrameTooLarge
 
@@ -323,16 +323,6 @@ async def _write(link: Channel, outbox: asyncio.Queue[dict[str, Any] | None]) ->
             return
 
 
-def gather_only(addresses: list[str]) -> None:
-    """ICE host candidates on these addresses only (tests and benchmarks: 127.0.0.1), in this process."""
-    import aioice.ice
-
-    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        return list(addresses)
-
-    aioice.ice.get_host_addresses = host_addresses
-
-
 async def _connect(args: argparse.Namespace) -> Channel:
     if args.fd is not None:
         sock = socket.socket(fileno=args.fd)
@@ -358,8 +348,8 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--fd", type=int, help="the inherited Unix socket to the web process")
     where.add_argument("--connect", metavar="HOST:PORT", help="the web node to join over TCP")
     parser.add_argument("--worker-id", default="0")
-    parser.add_argument("--host-address", action="append", default=[],
-                        help="gather ICE host candidates on these addresses only (tests: 127.0.0.1)")
+    parser.add_argument("--loopback-only", action="store_true",
+                        help="pin ICE to 127.0.0.1 (tests and benchmarks; see media/loopback.py)")
     parser.add_argument("--log-format", default="console", choices=("console", "json"))
     parser.add_argument("--log-level", default="INFO")
     return parser
@@ -372,8 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(fmt=args.log_format, level=args.log_level)
     structlog.contextvars.bind_contextvars(media_worker=args.worker_id)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if args.host_address:
-        gather_only(args.host_address)
+    if args.loopback_only:
+        loopback.pin()  # a monkeypatch in the web process never reaches this one
     asyncio.run(_main(args))
     return 0
 

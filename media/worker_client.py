@@ -49,7 +49,7 @@ class MediaWorker:
     """One media worker process, driven over its channel. Not restarted here: see WorkerMediaEngine."""
 
     def __init__(self, worker_id: str, *, on_event: Callable[[MediaWorker, dict[str, Any]], None],
-                 on_lost: Callable[[MediaWorker], None], host_addresses: list[str] | None = None,
+                 on_lost: Callable[[MediaWorker], None], loopback_only: bool = False,
                  log_format: str = "console", log_level: str = "INFO") -> None:
         self.worker_id = worker_id
         self.calls: set[Any] = set()  # the calls placed here (the engine's WorkerMediaCalls): its load
@@ -57,8 +57,8 @@ class MediaWorker:
         self._on_lost = on_lost
         self._argv = [sys.executable, "-m", "media.worker", "--worker-id", worker_id,
                       "--log-format", log_format, "--log-level", log_level]
-        for address in host_addresses or []:
-            self._argv += ["--host-address", address]
+        if loopback_only:
+            self._argv.append("--loopback-only")
         self.process: asyncio.subprocess.Process | None = None
         self._link: Channel | None = None
         self._reader: asyncio.Task[None] | None = None

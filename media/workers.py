@@ -164,12 +164,13 @@ def _raise_as_media_error(exc: WorkerError, peer_id: str) -> NoReturn:
 class WorkerMediaEngine:
     """N media worker processes, each hosting whole calls; placement by load, restart on death."""
 
-    def __init__(self, *, workers: int, ice_servers: IceServersFor, host_addresses: list[str] | None = None,
+    def __init__(self, *, workers: int, ice_servers: IceServersFor, loopback_only: bool = False,
                  log_format: str = "console", log_level: str = "INFO") -> None:
+        """`loopback_only` pins the workers' ICE to 127.0.0.1 (media.loopback): tests and benchmarks only."""
         if workers < 1:
             raise ValueError("at least one media worker (0 means LocalMediaEngine)")
         self.ice_servers = ice_servers
-        self._options: dict[str, Any] = {"host_addresses": host_addresses, "log_format": log_format,
+        self._options: dict[str, Any] = {"loopback_only": loopback_only, "log_format": log_format,
                                          "log_level": log_level}
         self._workers = [self._new_worker(index) for index in range(workers)]
         self._calls: dict[str, WorkerMediaCall] = {}

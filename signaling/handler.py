@@ -258,7 +258,7 @@ async def calls_context(app: web.Application) -> AsyncIterator[None]:
 
     TELEMED_MEDIA_WORKERS=0 runs the peers in this process; otherwise that many media worker processes (one per
     core when unset) host them, started together here (docs/media-workers.md). Under TELEMED_ENV=test the
-    workers gather ICE candidates on 127.0.0.1 only, as the tests' own aiortc clients do.
+    workers pin their ICE to 127.0.0.1 (media.loopback), as the tests' own aiortc clients are.
     """
     settings = app[keys.settings]
 
@@ -273,7 +273,7 @@ async def calls_context(app: web.Application) -> AsyncIterator[None]:
     else:
         engine = WorkerMediaEngine(
             workers=workers, ice_servers=ice_servers,
-            host_addresses=["127.0.0.1"] if settings.env is Environment.test else None,
+            loopback_only=settings.env is Environment.test,
             log_format=settings.resolved_log_format,
             log_level=settings.log_level)
         await engine.start()

@@ -1,9 +1,9 @@
 """Calls through the real app with TELEMED_MEDIA_WORKERS=2: the peers live in two spawned worker processes.
 
 As in test_signaling_call, media stays on 127.0.0.1: the test's clients through `keep_ice_on_loopback`, the
-workers because TELEMED_ENV=test makes the engine start them with `--host-address 127.0.0.1` (a monkeypatch
-here would not reach another process), and `connect_media` checks that every candidate of every SDP is
-127.0.0.1.
+workers because TELEMED_ENV=test makes the engine start them with `--loopback-only` (media.loopback.pin in the
+worker: a monkeypatch here would not reach another process), and `connect_media` checks that every candidate
+of every SDP is 127.0.0.1.
 """
 
 from __future__ import annotations
