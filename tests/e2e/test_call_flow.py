@@ -1,0 +1,180 @@
+"""The video consultation in two real browsers: the physician on a desktop and the patient on a phone join through
+the server, each sees the other's video advancing (`framesDecoded` rising in `getStats()`), the patient's mute
+shows on the physician's page, chat goes both ways, and the physician ends the consultation: `completed`.
+
+Media stays on 127.0.0.1: the live server runs with TELEMED_ENV=test, which pins its ICE to loopback (it gathers
+127.0.0.1 only and ignores the browsers' other candidates); Chromium needs `--allow-loopback-in-peer-connection`
+to offer a loopback candidate at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import BrowserContext, Page, Playwright, expect
+
+from server.audit.services import AuditContext
+from server.auth.models import Role
+from server.db.base import utcnow
+from server.db.engine import create_engine, create_sessionmaker, transaction
+from server.scheduling import availability, services
+from server.scheduling.catalogue import load_questionnaires
+from server.scheduling.models import Consultation, ConsultationKind, ConsultationStatus
+from tests.consent_helpers import offline_setup, sign_in_session
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, PHONE_VIEWPORT
+from tests.e2e.seeding import DOCTOR_EMAIL, seed_clinic
+from tests.factories import PASSWORD
+from tests.scheduling_helpers import benign_answers
+from tests.services import wait_until
+
+PATIENT_EMAIL = "nina@example.org"
+CALL_ARGS = [*CHROMIUM_ARGS, "--allow-loopback-in-peer-connection",
+             "--use-fake-device-for-media-stream=fps=30"]
+DEVICE = {"camera": True, "microphone": True, "speaker": True, "browser": "Chromium"}
+
+
+async def _admitted_consultation(database_url: str, data_dir: Path) -> str:
+    """A patient with signed consents, booked into the next slot, checked in and let in by the physician."""
+    engine = create_engine(database_url, null_pool=True)
+    ctx, now = AuditContext(actor_role="test"), utcnow()
+    questionnaires = load_questionnaires()
+    windows = services.Windows(checkin_opens=dt.timedelta(minutes=60))
+    setup = offline_setup(data_dir)
+    try:
+        async with transaction(create_sessionmaker(engine)) as session:
+            seeded = await seed_clinic(session, patient_email=PATIENT_EMAIL, patient_name="Нина Павловна Звонарёва",
+                                       birth_date=dt.date(1950, 1, 15), phone="+79160003344", ctx=ctx, now=now)
+            physician, user, patient = seeded.physician, seeded.user, seeded.patient
+            await sign_in_session(session, patient_id=patient.id, user_id=user.id, setup=setup)
+            (slot,) = await availability.free_slots(session, now=now, weeks=4, physician_id=physician.id, limit=1)
+            as_patient = services.Viewer(user.id, Role.patient, patient_id=patient.id)
+            booked = await services.book(session, patient_id=patient.id, physician_id=physician.id,
+                                         starts_at=slot.starts_at, condition_code="arvi",
+                                         kind=ConsultationKind.primary,
+                                         answers=benign_answers(questionnaires["respiratory"]),
+                                         complaint="Кашель", now=now, windows=windows,
+                                         ctx=AuditContext(actor_user_id=user.id, actor_role="patient"))
+            assert isinstance(booked, Consultation)
+            checked = await services.check_in(session, consultation_id=booked.id, viewer=as_patient,
+                                              answers=benign_answers(questionnaires["checkin"]), device_check=DEVICE,
+                                              ctx=ctx, now=now, windows=windows, consent_policy=setup.policy)
+            assert isinstance(checked, Consultation)
+            as_physician = services.Viewer(physician.user_id, Role.physician, physician_id=physician.id)
+            await services.admit(session, consultation_id=booked.id, viewer=as_physician, ctx=ctx, now=now,
+                                 consent_policy=setup.policy)
+            return str(booked.id)
+    finally:
+        await engine.dispose()
+
+
+async def _status(database_url: str, consultation_id: str) -> ConsultationStatus:
+    engine = create_engine(database_url, null_pool=True)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            consultation = await session.get(Consultation, uuid.UUID(consultation_id))
+            assert consultation is not None
+            return consultation.status
+    finally:
+        await engine.dispose()
+
+
+def _status_now(database_url: str, consultation_id: str) -> ConsultationStatus:
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API keeps a loop in this thread
+        return pool.submit(lambda: asyncio.run(_status(database_url, consultation_id))).result()
+
+
+@pytest.fixture
+def two_browsers(playwright_driver: Playwright, tmp_path: Path) -> Iterator[tuple[BrowserContext, BrowserContext]]:
+    """The physician's desktop browser (English) and the patient's phone (Russian), each with fake devices."""
+    browser = playwright_driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=CALL_ARGS)
+    try:
+        physician = browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-GB",
+                                        timezone_id="Europe/Moscow", permissions=["camera", "microphone"])
+        patient = browser.new_context(viewport=PHONE_VIEWPORT, device_scale_factor=2, is_mobile=True, has_touch=True,
+                                      locale="ru-RU", timezone_id="Europe/Moscow",
+                                      permissions=["camera", "microphone"])
+        for context in (physician, patient):
+            context.set_default_timeout(15_000)
+        yield physician, patient
+    finally:
+        browser.close()
+
+
+def _sign_in(page: Page, base: str, email: str) -> None:
+    page.goto(f"{base}/login")
+    page.locator('input[name="email"]').fill(email)
+    page.locator('input[name="password"]').fill(PASSWORD)
+    page.locator('form[action="/login"] button[type="submit"]').click()
+    page.wait_for_url(f"{base}/")
+
+
+def _frames_decoded(page: Page) -> int:
+    return int(page.get_by_test_id("quality").get_attribute("data-frames-decoded") or 0)
+
+
+def _sees_video(page: Page) -> None:
+    """The remote video advances: framesDecoded from getStats() grows between two readings."""
+    assert wait_until(lambda: _frames_decoded(page) > 0, timeout=20), "no remote video frame decoded"
+    first = _frames_decoded(page)
+    assert wait_until(lambda: _frames_decoded(page) >= first + 20, timeout=10), "the remote video stopped"
+    width = page.get_by_test_id("remote-video").evaluate("video => video.videoWidth")
+    assert width > 0
+
+
+@pytest.mark.e2e
+def test_physician_and_patient_hold_a_video_consultation(
+        live_server: str, database_url: str, two_browsers: tuple[BrowserContext, BrowserContext],
+        tmp_path: Path) -> None:
+    base = live_server
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API keeps a loop in this thread
+        consultation = pool.submit(lambda: asyncio.run(_admitted_consultation(database_url, tmp_path / "seed"))
+                                   ).result()
+    physician_context, patient_context = two_browsers
+
+    doctor = physician_context.new_page()
+    _sign_in(doctor, base, DOCTOR_EMAIL)
+    doctor.goto(f"{base}/clinic/consultations/{consultation}")
+    doctor.get_by_test_id("open-call").click()
+    doctor.wait_for_url(f"{base}/clinic/consultations/{consultation}/call")
+    doctor.get_by_test_id("join").click()
+    expect(doctor.get_by_test_id("remote-state")).to_contain_text("Ждём, когда подключится пациент")
+
+    patient = patient_context.new_page()
+    _sign_in(patient, base, PATIENT_EMAIL)
+    patient.goto(f"{base}/my/consultations/{consultation}/waiting-room")
+    patient.get_by_test_id("call-link").click()
+    patient.wait_for_url(f"{base}/my/consultations/{consultation}/call")
+    patient.get_by_test_id("join").click()
+
+    for page in (doctor, patient):
+        expect(page.locator("[data-call]")).to_have_attribute("data-state", "in_call")
+    _sees_video(doctor)
+    _sees_video(patient)
+    expect(patient.get_by_test_id("recording")).to_be_visible()  # the patient consented to recording
+    assert _status_now(database_url, consultation) is ConsultationStatus.in_call
+
+    # The patient mutes: the physician's page shows it, and says it.
+    patient.get_by_test_id("mute").click()
+    expect(patient.get_by_test_id("mute")).to_have_attribute("aria-pressed", "true")
+    expect(doctor.get_by_test_id("remote-muted")).to_be_visible()
+    expect(doctor.locator("[data-announce]")).to_contain_text("микрофон выключен")  # the physician reads Russian
+
+    # Chat both ways, shown as text.
+    patient.get_by_test_id("chat-text").fill("Меня <b>слышно</b>?")
+    patient.get_by_test_id("chat-send").click()
+    expect(doctor.get_by_test_id("chat-log")).to_contain_text("Меня слышно?")
+    expect(patient.get_by_test_id("chat-log")).to_contain_text("Меня слышно?")
+
+    # The physician ends the consultation for everyone.
+    doctor.on("dialog", lambda dialog: dialog.accept())
+    doctor.get_by_test_id("end").click()
+    for page in (doctor, patient):
+        expect(page.locator("[data-call]")).to_have_attribute("data-state", "done")
+    expect(patient.get_by_test_id("done")).to_contain_text("Консультация завершена")
+    assert _status_now(database_url, consultation) is ConsultationStatus.completed
