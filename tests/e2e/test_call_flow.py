@@ -36,6 +36,7 @@ from tests.services import wait_until
 PATIENT_EMAIL = "nina@example.org"
 CALL_ARGS = [*CHROMIUM_ARGS, "--allow-loopback-in-peer-connection",
              "--use-fake-device-for-media-stream=fps=30"]
+SCREENSHOTS = Path("/tmp")  # noqa: S108  # e2e-call-*.png: a fixed place to look at after a run
 DEVICE = {"camera": True, "microphone": True, "speaker": True, "browser": "Chromium"}
 
 
@@ -170,6 +171,8 @@ def test_physician_and_patient_hold_a_video_consultation(
     patient.get_by_test_id("chat-send").click()
     expect(doctor.get_by_test_id("chat-log")).to_contain_text("Меня слышно?")
     expect(patient.get_by_test_id("chat-log")).to_contain_text("Меня слышно?")
+    doctor.screenshot(path=str(SCREENSHOTS / "e2e-call-physician.png"), full_page=True)
+    patient.screenshot(path=str(SCREENSHOTS / "e2e-call-patient.png"), full_page=True)
 
     # The physician ends the consultation for everyone.
     doctor.on("dialog", lambda dialog: dialog.accept())
