@@ -48,7 +48,11 @@ class Refused(Exception):
 
 @dataclass(frozen=True)
 class Seat:
-    """What a redeemed ticket lets in: one participant of one consultation's call."""
+    """What a redeemed ticket lets in: one participant of one consultation's call.
+
+    `user_id` identifies the participant in the room: the account's id, or for an invited guest (who has no
+    account) the invitation's id, which `invitation_id` then repeats.
+    """
 
     consultation_id: uuid.UUID
     patient_id: uuid.UUID
@@ -57,6 +61,7 @@ class Seat:
     role: CallRole
     name: str
     may_record: bool
+    invitation_id: uuid.UUID | None = None
 
 
 async def take_seat(session: AsyncSession, *, token: str, consultation_id: uuid.UUID, ctx: AuditContext,

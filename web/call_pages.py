@@ -20,7 +20,7 @@ from server.http.context import read
 from server.http.problems import NotFound
 from server.scheduling import queries, services
 from server.scheduling.api import viewer_for
-from server.scheduling.models import ConsultationKind, ConsultationStatus
+from server.scheduling.models import Consultation, ConsultationKind, ConsultationStatus
 from web import i18n
 from web.pages import PageAnswer, page_handler, page_user, render
 
@@ -105,14 +105,21 @@ async def _call_page(request: web.Request, role: Role) -> web.StreamResponse:
         raise web.HTTPFound(page)
     if role is Role.patient and consultation.status in PATIENT_NOT_LET_IN:
         raise web.HTTPFound(f"{page}/waiting-room")
-    catalogue = i18n.translations(i18n.choose_locale(request, account_locale=principal.locale,
-                                                     default=request.app[keys.settings].default_locale))
-    texts = {key: catalogue.gettext(text) for key, text in SCRIPT_TEXTS.items()}
     other = view.physician_name if role is Role.patient else view.patient_name
+    return await render_call(request, consultation=consultation, role=role.value, other_name=other, back=page,
+                             join_url=f"/api/v1/consultations/{consultation.id}/join",
+                             account_locale=principal.locale)
+
+
+async def render_call(request: web.Request, *, consultation: Consultation, role: str, other_name: str, back: str,
+                      join_url: str, account_locale: str | None) -> web.Response:
+    """The call page for one side of the call (a guest's too: its join request is its own, `join_url`)."""
+    catalogue = i18n.translations(i18n.choose_locale(request, account_locale=account_locale,
+                                                     default=request.app[keys.settings].default_locale))
     context: dict[str, Any] = {
-        "c": consultation, "role": role.value, "other_name": other, "back": page,
+        "c": consultation, "role": role, "other_name": other_name, "back": back, "join_url": join_url,
         "primary": consultation.kind is ConsultationKind.primary,
-        "texts": texts,
+        "texts": {key: catalogue.gettext(text) for key, text in SCRIPT_TEXTS.items()},
     }
     return await render(request, "call.html", context)
 
