@@ -180,8 +180,9 @@ def main() -> None:
         url = os.environ.get("TELEMED_TEST_DATABASE_URL") or f"sqlite+aiosqlite:///{folder}/bench.sqlite3"
         print(f"database: {'PostgreSQL 15' if url.startswith('postgresql') else 'SQLite (aiosqlite)'}")
         upgrade(url)
+        # media_workers=0: these apps measure the API; the calls' own series (bench/call.py) starts its workers.
         settings = Settings(_env_file=None, data_dir=Path(folder) / "var", database_url=url,  # type: ignore[call-arg]
-                            log_level="WARNING", start_worker=False)
+                            log_level="WARNING", start_worker=False, media_workers=0)
         if not url.startswith("postgresql"):
             bench_tokens(settings)
             consent.bench_documents(settings)

@@ -14,17 +14,25 @@ hops, the server's relay in between) needs no clock sync. The baseline runs aior
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import fractions
 import math
 import multiprocessing
 import multiprocessing.connection
+import os
 import random
+import shutil
 import statistics
 import struct
+import subprocess
+import sys
 import time
 import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 WIDTH, HEIGHT, FPS, VIDEO_BITRATE = 640, 480, 30, 1_000_000
@@ -37,6 +45,13 @@ LEVELS = (1, 2, 4, 8)
 BASELINE_LEVELS = (1, 2)
 MAX_LOSS = 0.05  # stop adding calls once a level loses more than this share of frames
 MAX_LEVEL_SECONDS = 45.0  # ...or once a level takes longer than this, end to end
+#: The media workers series: this many worker processes (the issue's figure for a 2-core machine) at these levels.
+BENCH_WORKERS = 2
+WORKER_LEVELS = (8, 12, 16, 20, 24)
+#: One client process's share: past ~8 calls (32 streams each way) a single client loop would be the bottleneck.
+CALLS_PER_CLIENT_PROCESS = 8
+#: py-spy: only the samples holding the GIL (the Python work) or, if False, every active thread (C code too).
+PROFILE_GIL_ONLY = True
 
 Conn = multiprocessing.connection.Connection
 
@@ -272,27 +287,61 @@ async def _receive(conn: Conn, expected: str) -> Any:
     return value
 
 
-async def _measure(conn: Conn) -> dict[str, Any] | None:
-    """Client ready -> snapshot -> client measures -> snapshot: server CPU and RSS, plus the client's figures."""
-    if not await _receive(conn, "ready"):
+def _machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine has been busy since boot (/proc/stat), for the other-load figure."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(value) for value in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return float("nan")
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+Usage = Callable[[], Awaitable[tuple[dict[str, float], float]]]  # CPU seconds so far by process, RSS MiB
+
+
+async def _this_process() -> tuple[dict[str, float], float]:
+    return {"server": time.process_time()}, _rss_mib()
+
+
+async def _measure(conns: list[Conn], usage: Usage = _this_process,
+                   profiler: Callable[[], Callable[[], None]] | None = None) -> dict[str, Any] | None:
+    """Clients ready -> snapshot -> clients measure -> snapshot: server CPU (each process) and RSS, plus the
+    clients' figures, added up over the client processes."""
+    ready = [await _receive(conn, "ready") for conn in conns]
+    if not all(ready):
         return None
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    conn.send("go")
-    await _receive(conn, "stopped")
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
-    rss = _rss_mib()
-    stats: dict[str, Any] = await _receive(conn, "stats")
-    stats.update(server_cpu=cpu / wall, rss_mib=rss)
-    conn.send("done")
+    cpu0, t0, machine0 = await usage(), time.perf_counter(), _machine_busy_seconds()
+    for conn in conns:
+        conn.send("go")
+    finish_profile = profiler() if profiler is not None else None
+    for conn in conns:
+        await _receive(conn, "stopped")
+    wall = time.perf_counter() - t0
+    machine = (_machine_busy_seconds() - machine0) / wall
+    (cpu1, rss) = await usage()
+    per_process = {name: (cpu1[name] - cpu0[0][name]) / wall for name in cpu1 if name in cpu0[0]}
+    parts: list[dict[str, Any]] = [await _receive(conn, "stats") for conn in conns]
+    for conn in conns:
+        conn.send("done")
+    if finish_profile is not None:
+        finish_profile()
+    stats: dict[str, Any] = {
+        "seconds": statistics.mean(part["seconds"] for part in parts),
+        "client_cpu": sum(part["client_cpu"] for part in parts),
+        "server_cpu": sum(per_process.values()), "per_process_cpu": per_process, "rss_mib": rss}
+    # What else ran meanwhile (other users of a shared machine): everything busy, less the bench's own processes.
+    stats["other_cpu"] = max(0.0, machine - stats["server_cpu"] - stats["client_cpu"])
+    for kind in ("video", "audio"):
+        stats[kind] = {key: sum(part[kind][key] for part in parts) for key in ("sent", "lost", "received")}
+        stats[kind]["delays"] = [delay for part in parts for delay in part[kind]["delays"]]
     return stats
 
 
-async def _serve_passthrough(conn: Conn, calls: int) -> dict[str, Any] | None:
-    from media.calls import LocalMediaEngine
-
-    engine = LocalMediaEngine(ice_servers=lambda peer_id: [])
-    engine.start()
-    try:
+async def _answer_offers(engine: Any, conns: list[Conn], chunks: list[int]) -> None:
+    """Each client process's offers, two per call, answered by one call's two peers."""
+    for conn, calls in zip(conns, chunks, strict=True):
         offers = await _receive(conn, "offers")
         answers = []
         for number in range(calls):
@@ -302,9 +351,116 @@ async def _serve_passthrough(conn: Conn, calls: int) -> dict[str, Any] | None:
             for index, side in enumerate(("a", "b")):
                 answers.append(await call.answer(side, offers[2 * number + index]))
         conn.send(answers)
-        return await _measure(conn)
+
+
+async def _serve_passthrough(conns: list[Conn], chunks: list[int]) -> dict[str, Any] | None:
+    from media.calls import LocalMediaEngine
+
+    engine = LocalMediaEngine(ice_servers=lambda peer_id: [])
+    engine.start()
+    try:
+        await _answer_offers(engine, conns, chunks)
+        return await _measure(conns)
     finally:
         await engine.close()
+
+
+async def _serve_workers(conns: list[Conn], chunks: list[int], workers: int,
+                         profile: Path | None) -> dict[str, Any] | None:
+    """The same calls hosted by media worker processes (media.workers), the web side in this process."""
+    from media.workers import WorkerMediaEngine
+
+    engine = WorkerMediaEngine(workers=workers, ice_servers=lambda peer_id: [], loopback_only=True,
+                               log_level="WARNING")
+    await engine.start()
+
+    async def usage() -> tuple[dict[str, float], float]:
+        figures = await engine.stats()
+        cpu = {"web": time.process_time(), **{f"worker {s['worker_id']}": s["cpu_seconds"] for s in figures}}
+        return cpu, _rss_mib() + sum(s["rss_kib"] or 0 for s in figures) / 1024
+
+    def profiler() -> Callable[[], None]:
+        assert profile is not None
+        pids = [(worker.worker_id, worker.pid) for worker in engine.workers if worker.pid is not None]
+        return _py_spy(profile, [(f"worker-{worker_id}-{sum(chunks)}calls", pid) for worker_id, pid in pids])
+
+    try:
+        await _answer_offers(engine, conns, chunks)
+        return await _measure(conns, usage, profiler if profile is not None else None)
+    finally:
+        await engine.close()
+
+
+def _py_spy(folder: Path, targets: list[tuple[str, int]]) -> Callable[[], None]:
+    """Sample each process with py-spy (non-blocking: it never pauses the worker) for the measured seconds, at
+    100 Hz (250 Hz made a loss-free level lose frames); PROFILE_GIL_ONLY: only samples holding the GIL."""
+    folder.mkdir(parents=True, exist_ok=True)
+    py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if py_spy is None:
+        raise SystemExit("--profile needs py-spy: pip install py-spy")
+    spies = [(folder / f"{name}.txt", subprocess.Popen(  # noqa: S603  # our own pids and paths, no shell
+        [py_spy, "record", "--pid", str(pid), "--duration", str(int(MEASURE_SECONDS)), "--rate", "100",
+         *(["--gil"] if PROFILE_GIL_ONLY else []), "--nonblocking", "--format", "raw",
+         "--output", str(folder / f"{name}.txt")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)) for name, pid in targets]
+
+    def finish() -> None:
+        for path, spy in spies:
+            spy.wait(timeout=MEASURE_SECONDS + 30)
+            if path.exists():
+                print(f"py-spy profile: {path}")
+                summarise_profile(path)
+
+    return finish
+
+
+def summarise_profile(path: Path, top: int = 12) -> None:
+    """Where a worker's time goes: samples by the innermost frame (self) and by frame anywhere (inclusive),
+    and by library (the innermost frame's file)."""
+    own: Counter[str] = Counter()
+    anywhere: Counter[str] = Counter()
+    libraries: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count, frames = int(count_text), stack.split(";")
+        total += count
+        own[_frame_name(frames[-1])] += count
+        libraries[_library(frames[-1])] += count
+        for name in {_frame_name(frame) for frame in frames}:
+            anywhere[name] += count
+    if not total:
+        print("  (no samples)")
+        return
+    print(f"  {total} samples; by innermost function (self):")
+    for name, count in own.most_common(top):
+        print(f"    {count / total:6.1%}  {name}")
+    print("  by library (innermost frame):")
+    for name, count in libraries.most_common(8):
+        print(f"    {count / total:6.1%}  {name}")
+    print("  inclusive (a frame anywhere on the stack):")
+    for name, count in anywhere.most_common(top + 8):
+        print(f"    {count / total:6.1%}  {name}")
+
+
+def _frame_name(frame: str) -> str:
+    """`recv (aiortc/rtcrtpreceiver.py:123)` -> `recv (aiortc/rtcrtpreceiver.py)`."""
+    function, _, where = frame.partition(" (")
+    return f"{function} ({_short_path(where.rstrip(')').rpartition(':')[0] or where.rstrip(')'))})"
+
+
+def _library(frame: str) -> str:
+    where = _short_path(frame.partition(" (")[2].rstrip(")").rpartition(":")[0])
+    return where.split("/")[0] if "/" in where else where or "?"
+
+
+def _short_path(path: str) -> str:
+    for marker in ("site-packages/", "lib/python3.11/", "/work/main/"):
+        if marker in path:
+            return path.split(marker, 1)[1]
+    return path
 
 
 async def _serve_transcoding(conn: Conn, calls: int) -> dict[str, Any] | None:
@@ -330,7 +486,7 @@ async def _serve_transcoding(conn: Conn, calls: int) -> dict[str, Any] | None:
                 await pc.setLocalDescription(await pc.createAnswer())
                 answers.append(pc.localDescription.sdp)
         conn.send(answers)
-        return await _measure(conn)
+        return await _measure([conn])
     finally:
         for pc in pcs:
             await pc.close()
@@ -345,16 +501,29 @@ def _baseline_main(conn: Conn, results: Conn, calls: int) -> None:
         results.close()
 
 
-def _run_level(calls: int, encoded: Encoded, *, baseline: bool) -> dict[str, Any] | None:
+def _chunks(calls: int) -> list[int]:
+    """Calls per client process: at most CALLS_PER_CLIENT_PROCESS each, evenly spread."""
+    processes = max(1, math.ceil(calls / CALLS_PER_CLIENT_PROCESS))
+    return [calls // processes + (1 if index < calls % processes else 0) for index in range(processes)]
+
+
+def _run_level(calls: int, encoded: Encoded, *, baseline: bool = False, workers: int = 0,
+               profile: Path | None = None) -> dict[str, Any] | None:
     context = multiprocessing.get_context("spawn")
-    server_end, client_end = context.Pipe()
-    client = context.Process(target=_client_main, args=(client_end, calls, encoded), name="bench-call-clients")
-    client.start()
+    chunks = [calls] if baseline else _chunks(calls)
+    pipes = [context.Pipe() for _ in chunks]
+    clients = [context.Process(target=_client_main, args=(client_end, share, encoded), name=f"bench-call-clients-{n}")
+               for n, ((_, client_end), share) in enumerate(zip(pipes, chunks, strict=True))]
+    for client in clients:
+        client.start()
+    server_ends = [server_end for server_end, _ in pipes]
     try:
+        if workers:
+            return asyncio.run(_serve_workers(server_ends, chunks, workers, profile))
         if not baseline:
-            return asyncio.run(_serve_passthrough(server_end, calls))
+            return asyncio.run(_serve_passthrough(server_ends, chunks))
         results, results_end = context.Pipe(duplex=False)
-        server = context.Process(target=_baseline_main, args=(server_end, results_end, calls),
+        server = context.Process(target=_baseline_main, args=(server_ends[0], results_end, calls),
                                  name="bench-call-baseline-server")
         server.start()
         try:
@@ -367,9 +536,10 @@ def _run_level(calls: int, encoded: Encoded, *, baseline: bool) -> dict[str, Any
             if server.is_alive():
                 server.kill()
     finally:
-        client.join(15)
-        if client.is_alive():
-            client.kill()
+        for client in clients:
+            client.join(15)
+            if client.is_alive():
+                client.kill()
 
 
 def _p99(values: list[float]) -> float:
@@ -401,20 +571,29 @@ def _report(label: str, calls: int, stats: dict[str, Any], *, delay: bool) -> fl
         print(f"{name + ': frames received of sent':<48} {video['received'] + audio['received']:>12,d}      of"
               f" {sent:,} (re-encoded: not matched)")
     print(f"{name + ': server RSS':<48} {stats['rss_mib']:>12.0f} MiB   (client process CPU"
-          f" {stats['client_cpu'] * 100:.0f}% of a core)")
+          f" {stats['client_cpu'] * 100:.0f}% of a core; anything else on the machine"
+          f" {stats.get('other_cpu', float('nan')) * 100:.0f}%)")
+    per_process = stats.get("per_process_cpu", {})
+    if len(per_process) > 1:
+        shares = ", ".join(f"{process} {cpu * 100:.0f}%" for process, cpu in per_process.items())
+        print(f"{name + ': CPU by process, % of a core':<48} {shares}")
     return lost / sent if sent else 1.0
 
 
-def bench_calls() -> None:
-    """Passthrough forwarding at 1, 2, 4, 8 concurrent calls; then aiortc's decode/re-encode at 1 and 2."""
+def bench_calls(*, in_process: bool = True, workers: int = BENCH_WORKERS,
+                worker_levels: tuple[int, ...] = WORKER_LEVELS, baseline: bool = True,
+                profile: Path | None = None) -> None:
+    """Passthrough forwarding in this process at 1, 2, 4, 8 concurrent calls; in `workers` media worker processes
+    at `worker_levels` (the largest loss-free count is the node's TELEMED_MEDIA_MAX_CALLS); then aiortc's
+    decode/re-encode at 1 and 2."""
     encoded = encode_sources()
     kbit = sum(len(v) for v in encoded.video) * 8 / LOOP_SECONDS / 1000
     print(f"{'call media: VP8 640x480 30 fps + Opus 20 ms, each way':<48} {kbit:>12,.0f} kbit/s video")
     _loopback_only()
     cpu_per_call: dict[int, float] = {}
-    for calls in LEVELS:
+    for calls in LEVELS if in_process else ():
         started = time.perf_counter()
-        stats = _run_level(calls, encoded, baseline=False)
+        stats = _run_level(calls, encoded)
         if stats is None:
             print(f"{f'passthrough, {calls} calls':<48} {'not connected':>12}")
             break
@@ -423,7 +602,9 @@ def bench_calls() -> None:
         if loss > MAX_LOSS or time.perf_counter() - started > MAX_LEVEL_SECONDS:
             print(f"{'(stopping: too slow or lossy)':<48}")
             break
-    for calls in BASELINE_LEVELS:
+    if workers and worker_levels:
+        _bench_workers(encoded, workers, worker_levels, profile)
+    for calls in BASELINE_LEVELS if baseline else ():
         stats = _run_level(calls, encoded, baseline=True)
         if stats is None:
             print(f"{f'decode/re-encode, {calls} calls':<48} {'not connected':>12}")
@@ -432,3 +613,42 @@ def bench_calls() -> None:
         if calls in cpu_per_call:
             ratio = stats["server_cpu"] / calls / cpu_per_call[calls]
             print(f"{f'decode/re-encode / passthrough CPU, {calls} call(s)':<48} {ratio:>12.1f} x")
+
+
+def _bench_workers(encoded: Encoded, workers: int, levels: tuple[int, ...], profile: Path | None) -> None:
+    label = f"{workers} media workers"
+    loss_free = 0
+    for calls in levels:
+        started = time.perf_counter()
+        stats = _run_level(calls, encoded, workers=workers, profile=profile)
+        if stats is None:
+            print(f"{f'{label}, {calls} calls':<48} {'not connected':>12}")
+            break
+        loss = _report(label, calls, stats, delay=True)
+        if loss > 0 or time.perf_counter() - started > MAX_LEVEL_SECONDS + 15:
+            print(f"{'(stopping: frames lost, or too slow)':<48}")
+            break
+        loss_free = calls
+    print(f"{f'{label}: most concurrent calls without loss':<48} {loss_free:>12d}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m bench.call`: the call benchmark alone, e.g. `--workers 2 --levels 12 --profile var/profile`."""
+    parser = argparse.ArgumentParser(prog="python -m bench.call", description=main.__doc__)
+    parser.add_argument("--workers", type=int, default=BENCH_WORKERS, help="media worker processes (0: none)")
+    parser.add_argument("--levels", default=",".join(map(str, WORKER_LEVELS)), help="concurrent calls to try")
+    parser.add_argument("--in-process", action="store_true", help="also the in-process series (1, 2, 4, 8)")
+    parser.add_argument("--baseline", action="store_true", help="also aiortc's decode/re-encode relay")
+    parser.add_argument("--profile", type=Path, help="py-spy each worker while measuring; raw stacks go here")
+    parser.add_argument("--profile-all-threads", action="store_true",
+                        help="sample every active thread, not only the one holding the GIL")
+    args = parser.parse_args(argv)
+    global PROFILE_GIL_ONLY
+    PROFILE_GIL_ONLY = not args.profile_all_threads
+    levels = tuple(int(level) for level in args.levels.split(",") if level.strip())
+    bench_calls(in_process=args.in_process, workers=args.workers, worker_levels=levels, baseline=args.baseline,
+                profile=args.profile)
+
+
+if __name__ == "__main__":
+    main()
