@@ -136,22 +136,27 @@ class Channel:
 
 
 def hello(**fields: Any) -> dict[str, Any]:
+    """The first message of each side, with the protocol version."""
     return {"type": "hello", "protocol": PROTOCOL_VERSION, **fields}
 
 
 def request(request_id: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Web to worker: do `method`; answered once, with the same id."""
     return {"type": "request", "id": request_id, "method": method, "params": params}
 
 
 def response(request_id: int, result: dict[str, Any]) -> dict[str, Any]:
+    """Worker to web: the request with this id succeeded."""
     return {"type": "response", "id": request_id, "result": result}
 
 
 def error(request_id: int | None, code: str, message: str) -> dict[str, Any]:
+    """The request with this id failed (no id: the connection's own trouble); `code` says how, for the web."""
     return {"type": "error", "id": request_id, "error": {"code": code, "message": message}}
 
 
 def event(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Worker to web, unasked: something happened (a peer's connection state)."""
     return {"type": "event", "event": name, "params": params}
 
 
