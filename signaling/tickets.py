@@ -2,7 +2,7 @@
 
 A ticket is 256 random bits, shown once to the caller of `POST .../join` and presented in the WebSocket's
 first message (not in the URL, which proxies log). It is valid for seconds, bound to one consultation, user
-and role, and works once.
+and role (an account's or an invited guest's), and works once.
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def issue(session: AsyncSession, *, consultation_id: uuid.UUID, user_id: uuid.UUID, role: CallRole,
-                now: dt.datetime, ttl: dt.timedelta) -> tuple[str, JoinTicket]:
+async def issue(session: AsyncSession, *, consultation_id: uuid.UUID, user_id: uuid.UUID | None, role: CallRole,
+                now: dt.datetime, ttl: dt.timedelta,
+                invitation_id: uuid.UUID | None = None) -> tuple[str, JoinTicket]:
+    """A ticket for an account (`user_id`) or, with `invitation_id` instead, for an invited guest."""
     token = secrets.token_urlsafe(32)
-    ticket = JoinTicket(token_sha256=_digest(token), consultation_id=consultation_id, user_id=user_id, role=role,
-                        created_at=now, expires_at=now + ttl)
+    ticket = JoinTicket(token_sha256=_digest(token), consultation_id=consultation_id, user_id=user_id,
+                        invitation_id=invitation_id, role=role, created_at=now, expires_at=now + ttl)
     session.add(ticket)
     await session.flush()
     return token, ticket
