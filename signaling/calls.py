@@ -24,7 +24,7 @@ from server.scheduling import services as scheduling
 from server.scheduling.models import Consultation, ConsultationStatus
 from server.scheduling.services import Viewer
 from signaling import rules, tickets
-from signaling.models import CallChatMessage, CallRole
+from signaling.models import CallChatMessage, CallInvitation, CallRole
 from signaling.services import JoinWindow
 
 # WebSocket close codes of the call (docs/signaling.md). 1000, 1001, 1008, 1009 are RFC 6455's.
@@ -71,8 +71,11 @@ async def take_seat(session: AsyncSession, *, token: str, consultation_id: uuid.
     ticket = await tickets.redeem(session, token, consultation_id=consultation_id, now=now)
     if ticket is None:
         raise Refused("invalid_ticket", "the ticket is unknown, expired, used or for another call", CLOSE_TICKET)
-    if ticket.role is CallRole.guest:  # forwarding is two-party until invited guests come (with renegotiation)
-        raise Refused("call_not_open", "guests cannot join calls yet", CLOSE_NOT_OPEN)
+    invitation = None
+    if ticket.invitation_id is not None:  # an invited guest: the link must still be valid when they take the seat
+        invitation = await session.get(CallInvitation, ticket.invitation_id)
+        if invitation is None or invitation.revoked_at is not None or invitation.guest_name is None:
+            raise Refused("invitation_gone", "the invitation was revoked", CLOSE_NOT_OPEN)
     consultation = (await session.scalars(select(Consultation).where(Consultation.id == consultation_id))).one()
     refusal = rules.join_refusal(role=ticket.role, status=consultation.status, starts_at=consultation.starts_at,
                                  ends_at=consultation.ends_at, now=now, opens_before=window.opens_before,
@@ -82,12 +85,30 @@ async def take_seat(session: AsyncSession, *, token: str, consultation_id: uuid.
     gate = await consent.check_gate(session, consultation, policy=consent_policy, now=now)
     if not gate.may_start:
         raise Refused("consent_required", "the patient's consent does not allow the call", CLOSE_NOT_OPEN)
+    if invitation is not None:
+        return await _guest_seat(session, invitation=invitation, consultation=consultation, ctx=ctx, now=now,
+                                 may_record=gate.may_record)
+    assert ticket.user_id is not None  # noqa: S101  # the CHECK constraint: no invitation, so an account
     name = (await session.scalars(select(User.full_name).where(User.id == ticket.user_id))).one()
     await audit.record(session, ctx=ctx.acting_as(ticket.user_id, ticket.role.value), action="call.joined",
                        object_type="consultation", object_id=consultation.id,
                        subject_patient_id=consultation.patient_id, detail={"role": ticket.role.value}, now=now)
     return Seat(consultation.id, consultation.patient_id, consultation.physician_id, ticket.user_id, ticket.role,
                 name, gate.may_record)
+
+
+async def _guest_seat(session: AsyncSession, *, invitation: CallInvitation, consultation: Consultation,
+                      ctx: AuditContext, now: dt.datetime, may_record: bool) -> Seat:
+    """An invited guest's seat: the invitation stands for the account they do not have. The audit log keeps the
+    relation they gave, not their name (the invitation holds it, with the consultation)."""
+    relation = invitation.guest_relation.value if invitation.guest_relation else None
+    await audit.record(session, ctx=AuditContext(None, CallRole.guest.value, ctx.request_id, ctx.ip_hash),
+                       action="call.joined", object_type="consultation", object_id=consultation.id,
+                       subject_patient_id=consultation.patient_id,
+                       detail={"role": CallRole.guest.value, "relation": relation,
+                               "invitation_id": str(invitation.id)}, now=now)
+    return Seat(consultation.id, consultation.patient_id, consultation.physician_id, invitation.id, CallRole.guest,
+                invitation.guest_name or "", may_record, invitation_id=invitation.id)
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -101,8 +122,10 @@ def clean_chat(text: str) -> str:
 
 async def save_chat(session: AsyncSession, *, seat: Seat, text: str, now: dt.datetime) -> CallChatMessage:
     """Keep a (cleaned) chat message with the consultation."""
-    message = CallChatMessage(consultation_id=seat.consultation_id, sender_user_id=seat.user_id,
-                              sender_role=seat.role, text=text, sent_at=now)
+    guest = seat.invitation_id is not None  # a guest's seat carries the invitation's id as its user id
+    message = CallChatMessage(consultation_id=seat.consultation_id, sender_user_id=None if guest else seat.user_id,
+                              sender_invitation_id=seat.invitation_id, sender_role=seat.role, text=text,
+                              sent_at=now)
     session.add(message)
     await session.flush()
     return message
