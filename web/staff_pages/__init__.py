@@ -21,6 +21,7 @@ from web.staff_pages.consultation_actions import admit_submit, cancel_submit, fi
 from web.staff_pages.diagnosis import diagnosis_submit
 from web.staff_pages.formatting import FILTERS
 from web.staff_pages.hours import availability_page, availability_submit, exception_remove, exception_submit
+from web.staff_pages.invitations import invite_submit, revoke_submit
 from web.staff_pages.physicians import schedules_page
 from web.staff_pages.questionnaires import questionnaire_page, questionnaire_submit, questionnaires_page
 from web.staff_pages.schedule import schedule_page
@@ -44,6 +45,8 @@ def setup(app: web.Application) -> None:
         ("POST", "/clinic/consultations/{consultation_id}/cancel", cancel_submit),
         ("POST", "/clinic/consultations/{consultation_id}/reschedule", reschedule_submit),
         ("POST", "/clinic/consultations/{consultation_id}/diagnosis", diagnosis_submit),
+        ("POST", "/clinic/consultations/{consultation_id}/invitations", invite_submit),
+        ("POST", "/clinic/consultations/{consultation_id}/invitations/{invitation_id}/revoke", revoke_submit),
         ("GET", "/clinic/schedules", schedules_page),
         ("GET", "/clinic/catalogue", catalogue_page),
         ("POST", "/clinic/catalogue", catalogue_submit),

@@ -26,10 +26,15 @@ from server.scheduling import availability, queries, rules, services
 from server.scheduling.api import viewer_for
 from server.scheduling.models import ConsultationStatus, Questionnaire
 from server.scheduling.screening import Question, QuestionnaireDefinition, Text
-from web import call_pages
+from signaling import invitations
+from web import call_pages, guest_pages
 from web.consent_pages import status as consent_status
+from web.i18n import N_
 from web.pages import page_user, render
 from web.staff_pages.common import STAFF, booking_weeks, not_found, path_id
+
+INVITATION_STATUSES = {"open": N_("Not used yet"), "redeemed": N_("Used"), "revoked": N_("Revoked"),
+                       "expired": N_("Expired")}
 
 
 @dataclass(frozen=True)
@@ -57,9 +62,11 @@ def _answers(definition: Mapping[str, Any] | None, answers: Mapping[str, Any] | 
     return found
 
 
-async def consultation_response(request: web.Request, *, error: str | None = None,
+async def consultation_response(request: web.Request, *, error: str | None = None, new_link: str | None = None,
                                 status: int = 200) -> web.Response:
-    """The detail a physician needs in a short slot; every opening is in the audit log, as through the API."""
+    """The detail a physician needs in a short slot; every opening is in the audit log, as through the API.
+
+    `new_link` is a guest's invitation link just made: shown this once, as it is not kept."""
     principal = await page_user(request, roles=STAFF)
     viewer = await viewer_for(request, principal)
     consultation_id = await path_id(request, "consultation_id")
@@ -83,6 +90,10 @@ async def consultation_response(request: web.Request, *, error: str | None = Non
                                    object_id=consultation.patient_id, subject_patient_id=consultation.patient_id,
                                    now=utcnow())
             patient = await consent_status.patient_name_and_locale(db, consultation.patient_id)
+            guests = None  # the physician's own invitations to the call (not an admin's business)
+            if principal.role is Role.physician:
+                guests = await invitations.list_invitations(db, consultation_id=consultation.id, viewer=viewer,
+                                                            ctx=audit_context(request), now=utcnow())
             slots = []
             if consultation.status is ConsultationStatus.scheduled:
                 slots = await availability.free_slots(db, now=utcnow(), weeks=booking_weeks(request),
@@ -105,6 +116,9 @@ async def consultation_response(request: web.Request, *, error: str | None = Non
         "may_call": is_physician and consultation.status in call_pages.LIVE,
         "may_finish": is_physician and ConsultationStatus.completed in allowed,
         "may_cancel": ConsultationStatus.cancelled in allowed,
+        "may_invite": is_physician and consultation.status in invitations.INVITABLE,
+        "guests": guests, "new_link": new_link, "guest_relations": guest_pages.RELATIONS, "now": utcnow(),
+        "invitation_status": invitations.status_of, "invitation_statuses": INVITATION_STATUSES,
         "back": "/clinic/schedule?day=" + consultation.starts_at.astimezone(zone).date().isoformat()
         if is_physician else "/clinic/schedules"}, status=status)
 
