@@ -5,8 +5,8 @@ Everything crossing the interface is plain data (ids, SDP strings, candidate lin
 same calls can later travel over the local channel to a media worker process (TELEMED_MEDIA_WORKERS > 0).
 `LocalMediaEngine` runs the peers in this process (TELEMED_MEDIA_WORKERS=0 semantics).
 
-Forwarding is two-party: each peer has one outgoing track per kind and gets the frames of the (one) other
-peer of the call. The signaling's room admits one physician and one patient, so this always holds.
+Each peer is added with its participant's role; what a peer sends goes to each other peer's slot for that role
+(media.peer.slot_index), so a call of three (physician, patient, invited guest) needs no renegotiation.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class NegotiationFailed(ValueError):
 class MediaCall(Protocol):
     """One consultation's peers, wherever they run."""
 
-    async def add_peer(self, peer_id: str) -> None: ...
+    async def add_peer(self, peer_id: str, role: str = "") -> None: ...
 
     async def answer(self, peer_id: str, offer_sdp: str) -> str: ...
 
@@ -93,18 +93,18 @@ class LocalMediaCall:
             for relay in peer.relays.values():
                 self._attach_sink(peer.peer_id, relay, sink)
 
-    async def add_peer(self, peer_id: str) -> None:
-        """A participant's peer, its outgoing tracks fed at once by the other peer's relays (if it sends)."""
+    async def add_peer(self, peer_id: str, role: str = "") -> None:
+        """A participant's peer, its outgoing tracks fed at once by the other peers' relays (those that send)."""
         if self._closed:
             raise UnknownPeer(peer_id)
         if peer_id in self._peers:
             raise ValueError(f"peer {peer_id} exists")
         peer = ServerPeer(peer_id, ice_servers=self._ice_servers(peer_id),
-                          on_state=lambda state: self._on_peer_state(peer_id, state))
+                          on_state=lambda state: self._on_peer_state(peer_id, state), role=role)
         self._peers[peer_id] = peer
         for other in self._others(peer_id):
             for kind, relay in other.relays.items():
-                relay.add_output(peer.outputs[kind])
+                relay.add_output(peer.output_for(other.role, kind))
 
     async def answer(self, peer_id: str, offer_sdp: str) -> str:
         """The server's answer to this peer's offer; from then on what it sends goes to the other peer."""
@@ -122,7 +122,7 @@ class LocalMediaCall:
             for sink in self._sinks:
                 self._attach_sink(peer_id, relay, sink)
             for other in self._others(peer_id):
-                relay.add_output(other.outputs[relay.kind])
+                relay.add_output(other.output_for(peer.role, relay.kind))
         return sdp
 
     async def add_candidate(self, peer_id: str, candidate: str, sdp_mid: str | None,

@@ -71,6 +71,7 @@ class _IceServer(_Params):
 
 class _AddPeer(_PeerParams):
     ice_servers: list[_IceServer] = Field(default_factory=list, max_length=16)
+    role: str = Field(default="", max_length=16)  # the participant's role: which slot of the others it fills
 
 
 class _Answer(_PeerParams):
@@ -147,7 +148,7 @@ class WorkerService:
         self._ice[params.peer_id] = [RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
                                      for s in params.ice_servers]
         try:
-            await call.add_peer(params.peer_id)
+            await call.add_peer(params.peer_id, params.role)
         except UnknownPeer:
             raise RequestFailed(channel.UNKNOWN_CALL, "the call is closed") from None
         except ValueError:

@@ -60,13 +60,13 @@ class WorkerMediaCall:
     def peers(self) -> tuple[str, ...]:
         return tuple(self._peers)
 
-    async def add_peer(self, peer_id: str) -> None:
+    async def add_peer(self, peer_id: str, role: str = "") -> None:
         """A participant's peer in the call's worker (re-opening the call on a live worker if its worker died)."""
         for _ in range(2):  # the worker may die under us: once more, on another
             if self._closed:
                 raise UnknownPeer(peer_id)
             worker = await self._open()
-            params = {"call_id": self.key, "peer_id": peer_id,
+            params = {"call_id": self.key, "peer_id": peer_id, "role": role,
                       "ice_servers": ice_server_params(self._engine.ice_servers(peer_id))}
             try:
                 await worker.request("add_peer", params)

@@ -17,8 +17,8 @@ from server.db.base import utcnow
 from server.db.engine import transaction
 from server.http.problems import ProblemError
 from signaling import calls
-from signaling.calls import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER, Refused, Seat
-from signaling.rooms import CallStore, CannotEnd, Connection, Participant, Room, RoomClosed
+from signaling.calls import CLOSE_GOING_AWAY, CLOSE_NOT_OPEN, CLOSE_TRY_AGAIN_LATER, Refused, Seat
+from signaling.rooms import CallStore, CannotEnd, Connection, Participant, RoleTaken, Room, RoomClosed
 
 log = structlog.get_logger("telemed.signaling")
 
@@ -96,6 +96,8 @@ class CallRegistry:
                 return room, await room.attach(seat, connection)
             except RoomClosed:
                 continue  # it ended or emptied while we waited for it: the next turn opens a fresh one
+            except RoleTaken:
+                raise Refused("call_full", f"another {seat.role.value} is in the call", CLOSE_NOT_OPEN) from None
 
     async def finished(self, consultation_id: uuid.UUID) -> None:
         """The consultation was completed by `finish`: its live room, if any, ends for everyone."""

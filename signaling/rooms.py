@@ -53,6 +53,10 @@ class RoomClosed(Exception):
     """The room ended or emptied meanwhile; a newcomer gets a fresh room."""
 
 
+class RoleTaken(Exception):
+    """Someone else holds this role in the call (a second invited guest while the first is in it)."""
+
+
 class CannotEnd(Exception):
     """The consultation cannot be ended now; the message says why (safe to show)."""
 
@@ -76,7 +80,8 @@ class Participant:
 
 
 class Room:
-    """One consultation's call: one physician and one patient, each with one connection and one server peer."""
+    """One consultation's call: the physician, the patient and at most one invited guest, each with one connection
+    and one server peer (which slot of the others' a participant fills follows from the role: media.peer)."""
 
     def __init__(self, consultation_id: uuid.UUID, *, patient_id: uuid.UUID, engine: MediaEngine, store: CallStore,
                  grace: float, on_closed: Callable[[Room], None],
@@ -136,7 +141,7 @@ class Room:
         if task.cancelled():
             return
         error = task.exception()  # retrieved here too, in case the caller was cancelled and never sees it
-        if error is not None and not isinstance(error, RoomClosed | CannotEnd):
+        if error is not None and not isinstance(error, RoomClosed | RoleTaken | CannotEnd):
             log.warning("call_room_change_failed", error=type(error).__name__)
 
     async def _attach(self, seat: Seat, connection: Connection) -> Participant:
@@ -144,6 +149,8 @@ class Room:
             if self._closed:
                 raise RoomClosed()
             existing = self._participants.get(seat.user_id)
+            if existing is None and any(p.seat.role is seat.role for p in self._participants.values()):
+                raise RoleTaken()
             if existing is not None:
                 await self._unplug(existing, close_code=CLOSE_REPLACED, reason="connected elsewhere")
                 _cancel(existing.expiry)
@@ -151,7 +158,7 @@ class Room:
                                                   since=self._clock())
             participant.seat, participant.connection, participant.state = seat, connection, "connected"
             participant.peer_id = secrets.token_hex(8)
-            await self.media.add_peer(participant.peer_id)
+            await self.media.add_peer(participant.peer_id, seat.role.value)
             self._participants[seat.user_id] = participant
             _cancel(self._grace_task)
             self._grace_task = None

@@ -340,8 +340,8 @@ async def test_signaling_a_browser_receiving_no_video_still_sends_it_and_hears_t
         peer_id = next(p.peer_id for p in room.connected() if p.seat.role.value == "patient")
         # Nothing would read the physician's video towards the patient: that track is ended, so it neither
         # queues frames nor keeps asking the physician's camera for keyframes.
-        assert room.media.peer(peer_id).outputs["video"].readyState == "ended"  # type: ignore[attr-defined]  # in-process
-        assert room.media.peer(peer_id).outputs["audio"].readyState == "live"  # type: ignore[attr-defined]
+        assert room.media.peer(peer_id).slots[0]["video"].readyState == "ended"  # type: ignore[attr-defined]  # in-process
+        assert room.media.peer(peer_id).slots[0]["audio"].readyState == "live"  # type: ignore[attr-defined]
     finally:
         await stop_media(a)
         await stop_media(b)

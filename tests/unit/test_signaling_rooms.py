@@ -15,7 +15,7 @@ from media.calls import PeerStateListener, UnknownPeer
 from server.audit.services import AuditContext
 from signaling.calls import Seat
 from signaling.models import CallRole
-from signaling.rooms import CannotEnd, Room
+from signaling.rooms import CannotEnd, RoleTaken, Room
 
 CONSULTATION, PATIENT, PHYSICIAN = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
 
@@ -23,10 +23,12 @@ CONSULTATION, PATIENT, PHYSICIAN = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
 @dataclass
 class FakeCall:
     peers: set[str] = field(default_factory=set)
+    roles: dict[str, str] = field(default_factory=dict)
     closed: bool = False
 
-    async def add_peer(self, peer_id: str) -> None:
+    async def add_peer(self, peer_id: str, role: str = "") -> None:
         self.peers.add(peer_id)
+        self.roles[peer_id] = role
 
     async def answer(self, peer_id: str, offer_sdp: str) -> str:
         if peer_id not in self.peers:
@@ -96,8 +98,8 @@ class FakeConnection:
         return [event["type"] for event in self.events]
 
 
-def seat(role: CallRole, *, may_record: bool = True) -> Seat:
-    user = uuid.uuid5(CONSULTATION, role.value)
+def seat(role: CallRole, *, may_record: bool = True, who: str = "") -> Seat:
+    user = uuid.uuid5(CONSULTATION, role.value + who)
     return Seat(CONSULTATION, PATIENT, PHYSICIAN, user, role, f"{role.value} name", may_record)
 
 
@@ -211,3 +213,25 @@ async def test_room_recording_follows_the_latest_gate_and_a_withdrawal(engine: F
     await call.attach(seat(CallRole.patient, may_record=True), patient)  # signed again meanwhile
     assert patient.events[0]["recording"] is True
     assert doctor.events[-1] == {"type": "recording", "active": True}
+
+
+async def test_room_seats_one_invited_guest_beside_physician_and_patient(engine: FakeEngine, store: FakeStore) -> None:
+    call = room(engine, store)
+    connections = {role: FakeConnection() for role in CallRole}
+    seated = {role: await call.attach(seat(role), connections[role]) for role in CallRole}
+    assert sorted(engine.call.roles.values()) == ["guest", "patient", "physician"]  # each peer knows its slot
+    assert {p.seat.role for p in call.connected()} == set(CallRole)
+    guest_joined = connections[CallRole.guest].events[0]
+    assert guest_joined["type"] == "joined"
+    assert {p["role"] for p in guest_joined["participants"]} == {"physician", "patient"}
+    assert connections[CallRole.patient].types().count("participant_joined") == 1  # the guest, after the patient
+
+    other_guest = FakeConnection()
+    with pytest.raises(RoleTaken):
+        await call.attach(seat(CallRole.guest, who="second"), other_guest)
+    assert other_guest.events == []
+    assert len(call.participants()) == 3
+
+    await call.detach(seated[CallRole.guest], connections[CallRole.guest], left=True)
+    second = await call.attach(seat(CallRole.guest, who="second"), other_guest)  # the place is free again
+    assert second.seat.role is CallRole.guest
