@@ -1,6 +1,7 @@
-"""The video consultation in two real browsers: the physician on a desktop and the patient on a phone join through
+"""The video consultation in real browsers: the physician on a desktop and the patient on a phone join through
 the server, each sees the other's video advancing (`framesDecoded` rising in `getStats()`), the patient's mute
-shows on the physician's page, chat goes both ways, and the physician ends the consultation: `completed`.
+shows on the physician's page, chat goes both ways; the physician invites an interpreter by link, who joins from
+a third browser and sees and is seen by both; and the physician ends the consultation: `completed`.
 
 Media stays on 127.0.0.1: the live server runs with TELEMED_ENV=test, which pins its ICE to loopback (it gathers
 127.0.0.1 only and ignores the browsers' other candidates); Chromium needs `--allow-loopback-in-peer-connection`
@@ -91,8 +92,10 @@ def _status_now(database_url: str, consultation_id: str) -> ConsultationStatus:
 
 
 @pytest.fixture
-def two_browsers(playwright_driver: Playwright, tmp_path: Path) -> Iterator[tuple[BrowserContext, BrowserContext]]:
-    """The physician's desktop browser (English) and the patient's phone (Russian), each with fake devices."""
+def three_browsers(playwright_driver: Playwright,
+                   tmp_path: Path) -> Iterator[tuple[BrowserContext, BrowserContext, BrowserContext]]:
+    """The physician's desktop browser, the patient's phone (Russian) and an interpreter's laptop (English), each
+    with its own profile and fake devices."""
     browser = playwright_driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=CALL_ARGS)
     try:
         physician = browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-GB",
@@ -100,9 +103,11 @@ def two_browsers(playwright_driver: Playwright, tmp_path: Path) -> Iterator[tupl
         patient = browser.new_context(viewport=PHONE_VIEWPORT, device_scale_factor=2, is_mobile=True, has_touch=True,
                                       locale="ru-RU", timezone_id="Europe/Moscow",
                                       permissions=["camera", "microphone"])
-        for context in (physician, patient):
+        guest = browser.new_context(viewport={"width": 1024, "height": 768}, locale="en-GB",
+                                    timezone_id="Europe/Moscow", permissions=["camera", "microphone"])
+        for context in (physician, patient, guest):
             context.set_default_timeout(15_000)
-        yield physician, patient
+        yield physician, patient, guest
     finally:
         browser.close()
 
@@ -119,24 +124,24 @@ def _frames_decoded(page: Page) -> int:
     return int(page.get_by_test_id("quality").get_attribute("data-frames-decoded") or 0)
 
 
-def _sees_video(page: Page) -> None:
-    """The remote video advances: framesDecoded from getStats() grows between two readings."""
+def _sees_video(page: Page, test_id: str = "remote-video") -> None:
+    """The remote video advances: framesDecoded from getStats() grows between two readings, and the video element
+    `test_id` shows a picture."""
     assert wait_until(lambda: _frames_decoded(page) > 0, timeout=20), "no remote video frame decoded"
     first = _frames_decoded(page)
     assert wait_until(lambda: _frames_decoded(page) >= first + 20, timeout=10), "the remote video stopped"
-    width = page.get_by_test_id("remote-video").evaluate("video => video.videoWidth")
-    assert width > 0
+    assert wait_until(lambda: page.get_by_test_id(test_id).evaluate("video => video.videoWidth") > 0, timeout=10)
 
 
 @pytest.mark.e2e
-def test_physician_and_patient_hold_a_video_consultation(
-        live_server: str, database_url: str, two_browsers: tuple[BrowserContext, BrowserContext],
+def test_physician_and_patient_hold_a_video_consultation_with_an_invited_interpreter(
+        live_server: str, database_url: str, three_browsers: tuple[BrowserContext, BrowserContext, BrowserContext],
         tmp_path: Path) -> None:
     base = live_server
     with ThreadPoolExecutor(1) as pool:  # Playwright's sync API keeps a loop in this thread
         consultation = pool.submit(lambda: asyncio.run(_admitted_consultation(database_url, tmp_path / "seed"))
                                    ).result()
-    physician_context, patient_context = two_browsers
+    physician_context, patient_context, guest_context = three_browsers
 
     doctor = physician_context.new_page()
     _sign_in(doctor, base, DOCTOR_EMAIL)
@@ -171,13 +176,34 @@ def test_physician_and_patient_hold_a_video_consultation(
     patient.get_by_test_id("chat-send").click()
     expect(doctor.get_by_test_id("chat-log")).to_contain_text("Меня слышно?")
     expect(patient.get_by_test_id("chat-log")).to_contain_text("Меня слышно?")
+
+    # The physician invites an interpreter: a link, opened in a third browser, a name and a relation, the call.
+    invite_page = physician_context.new_page()
+    invite_page.goto(f"{base}/clinic/consultations/{consultation}")
+    invite_page.get_by_test_id("invite").click()
+    link = invite_page.get_by_test_id("invitation-link").input_value()
+    interpreter = guest_context.new_page()
+    interpreter.goto(link)
+    interpreter.locator('input[name="name"]').fill("Olga Translator")
+    interpreter.locator('select[name="relation"]').select_option("interpreter")
+    interpreter.get_by_test_id("recorded").check()
+    interpreter.get_by_test_id("guest-submit").click()
+    interpreter.get_by_test_id("join").click()
+    expect(interpreter.locator("[data-call]")).to_have_attribute("data-state", "in_call")
+    _sees_video(interpreter, "remote-video")  # the physician
+    _sees_video(interpreter, "remote-video-2")  # the patient
+    for page in (doctor, patient):
+        expect(page.get_by_test_id("remote-2")).to_be_visible()
+        expect(page.get_by_test_id("remote-2")).to_contain_text("Olga Translator")
+        _sees_video(page, "remote-video-2")
     doctor.screenshot(path=str(SCREENSHOTS / "e2e-call-physician.png"), full_page=True)
     patient.screenshot(path=str(SCREENSHOTS / "e2e-call-patient.png"), full_page=True)
+    interpreter.screenshot(path=str(SCREENSHOTS / "e2e-call-guest.png"), full_page=True)
 
     # The physician ends the consultation for everyone.
     doctor.on("dialog", lambda dialog: dialog.accept())
     doctor.get_by_test_id("end").click()
-    for page in (doctor, patient):
+    for page in (doctor, patient, interpreter):
         expect(page.locator("[data-call]")).to_have_attribute("data-state", "done")
     expect(patient.get_by_test_id("done")).to_contain_text("Консультация завершена")
     assert _status_now(database_url, consultation) is ConsultationStatus.completed

@@ -1,6 +1,9 @@
 /* The call page's script: joins the consultation's call (docs/signaling.md) and keeps it going.
 
-   One RTCPeerConnection to the server, which forwards the other side's media. Joining starts from the Join
+   One RTCPeerConnection to the server, which forwards the others' media. A call holds three at most (the
+   physician, the patient, an invited guest), so the offer asks for two "slots" of audio and video from the start
+   and nothing is renegotiated when someone comes or goes: which slot carries whom follows from the roles
+   (SLOT_ROLES, as the server's media.peer.slot_index has it). Joining starts from the Join
    click, so the browser lets the other side's sound play. A dropped connection (network change, the server
    restarting, the media failing) is rejoined with a new ticket and a new peer connection, with backoff, for as
    long as the server keeps a place (its grace period); the camera and microphone stay open meanwhile.
@@ -24,14 +27,23 @@
   var ui = {
     join: q("[data-join]"), prejoin: q("[data-prejoin]"), controls: q("[data-controls]"),
     mute: q("[data-mute]"), camera: q("[data-camera]"), end: q("[data-end]"), leave: q("[data-leave]"),
-    self: q("[data-self-video]"), remote: q("[data-remote-video]"), remoteState: q("[data-remote-state]"),
-    remoteName: q("[data-remote-name]"), remoteRole: q("[data-remote-role]"),
-    remoteMuted: q("[data-remote-muted]"), remoteCameraOff: q("[data-remote-camera-off]"),
+    self: q("[data-self-video]"), stage: q(".stage"),
     recording: q("[data-recording]"), quality: q("[data-quality]"), banner: q("[data-banner]"),
     announce: q("[data-announce]"), chat: q("[data-chat]"), chatLog: q("[data-chat-log]"),
     chatForm: q("[data-chat-form]"), done: q("[data-done]"), doneText: q("[data-done-text]")
   };
 
+  // The others' roles in the order of this participant's slots (the server routes the same way).
+  var SLOT_ROLES = ["physician", "patient", "guest"].filter(function (other) { return other !== role; });
+  var slots = SLOT_ROLES.map(function (slotRole, index) {
+    var figure = root.querySelector('[data-remote="' + index + '"]');
+    return {
+      role: slotRole, figure: figure, video: figure.querySelector("[data-remote-video]"),
+      state: figure.querySelector("[data-remote-state]"), name: figure.querySelector("[data-remote-name]"),
+      roleLabel: figure.querySelector("[data-remote-role]"), muted: figure.querySelector("[data-remote-muted]"),
+      cameraOff: figure.querySelector("[data-remote-camera-off]"), transceivers: [], left: false
+    };
+  });
   var RETRY_BASE_MS = 500, RETRY_MAX_MS = 8000;
   var GIVE_UP_MS = 150000; // a little beyond the server's default grace (2 minutes)
   var STATS_EVERY_MS = 2000;
@@ -46,7 +58,6 @@
   var attempt = 0, reconnectingSince = 0, retryTimer = null;
   var statsTimer = null, lastCounts = null;
   var lastError = null;
-  var otherLeft = null;        // the role of the one who left, for "the doctor has left"
 
   function t(key, values) {
     var text = texts[key] || texts.error;
@@ -170,22 +181,24 @@
   }
 
   function openPeer(iceServers) {
-    var connection = new RTCPeerConnection({ iceServers: iceServers });
+    var connection = new RTCPeerConnection({ iceServers: iceServers, bundlePolicy: "max-bundle" });
     pc = connection;
-    ["audio", "video"].forEach(function (kind) {
-      var mine = track(kind);
-      if (mine) {
-        connection.addTransceiver(mine, { direction: "sendrecv", streams: [local] });
-      } else {
-        connection.addTransceiver(kind, { direction: "recvonly" });
-      }
+    slots.forEach(function (slot, index) {
+      slot.transceivers = ["audio", "video"].map(function (kind) {
+        var mine = index === 0 ? track(kind) : null; // what this browser sends goes with the first slot
+        return mine ? connection.addTransceiver(mine, { direction: "sendrecv", streams: [local] })
+          : connection.addTransceiver(kind, { direction: "recvonly" });
+      });
+      slot.stream = new MediaStream();
+      slot.video.srcObject = slot.stream;
     });
-    var incoming = new MediaStream();
-    ui.remote.srcObject = incoming;
     connection.ontrack = function (event) {
       if (connection !== pc) return;
-      incoming.addTrack(event.track);
-      ui.remote.play().catch(function () { /* plays once the stream has frames */ });
+      slots.forEach(function (slot) {
+        if (slot.transceivers.indexOf(event.transceiver) === -1) return;
+        slot.stream.addTrack(event.track);
+        slot.video.play().catch(function () { /* plays once the stream has frames */ });
+      });
     };
     connection.onicecandidate = function (event) {
       if (connection !== pc) return;
@@ -230,28 +243,29 @@
         ui.chat.hidden = false;
         if (muted || cameraOff) send({ type: "media_state", muted: muted, camera: !cameraOff });
         openPeer(iceServers);
-        showOther();
+        showOthers();
         break;
       case "answer":
         if (pc) pc.setRemoteDescription({ type: "answer", sdp: event.sdp }).catch(function () { reconnect(); });
         break;
       case "participant_joined":
         others[event.participant.participant_id] = event.participant;
-        otherLeft = null;
+        slotOf(event.participant.role).left = false;
         announce(t("joined", { name: event.participant.name }));
-        showOther();
+        showOthers();
         break;
       case "participant_reconnecting":
         if (others[event.participant_id]) others[event.participant_id].state = "reconnecting";
-        showOther();
+        showOthers();
         break;
       case "participant_left":
         if (others[event.participant_id]) {
-          otherLeft = others[event.participant_id].role;
+          var gone = others[event.participant_id].role;
           delete others[event.participant_id];
-          announce(t(otherLeft === "physician" ? "physician_left" : "patient_left"));
+          slotOf(gone).left = true;
+          announce(t(gone + "_left"));
         }
-        showOther();
+        showOthers();
         break;
       case "media_state":
         var who = others[event.participant_id];
@@ -261,7 +275,7 @@
           who.muted = event.muted;
           who.camera = event.camera;
         }
-        showOther();
+        showOthers();
         break;
       case "recording":
         showRecording(event.active, true);
@@ -301,22 +315,39 @@
     }
   }
 
-  function showOther() {
-    var ids = Object.keys(others);
-    var other = ids.length ? others[ids[0]] : null;
-    var text = "";
-    if (other) {
-      ui.remoteName.textContent = other.name;
-      ui.remoteRole.textContent = t("role_" + other.role);
-      if (other.state === "reconnecting") text = t("other_reconnecting", { name: other.name });
-    } else if (otherLeft) {
-      text = t(otherLeft === "physician" ? "physician_left" : "patient_left");
-    } else {
-      text = t(role === "patient" ? "waiting_other_physician" : "waiting_other_patient");
-    }
-    ui.remoteState.textContent = text;
-    ui.remoteMuted.hidden = !(other && other.muted);
-    ui.remoteCameraOff.hidden = !(other && other.camera === false);
+  function slotOf(otherRole) {
+    return slots[Math.max(0, SLOT_ROLES.indexOf(otherRole))];
+  }
+
+  function present(otherRole) {
+    var found = null;
+    Object.keys(others).forEach(function (id) {
+      if (others[id].role === otherRole) found = others[id];
+    });
+    return found;
+  }
+
+  function showOthers() {
+    slots.forEach(function (slot, index) {
+      var other = present(slot.role);
+      var text = "";
+      if (other) {
+        slot.name.textContent = other.name;
+        slot.roleLabel.textContent = t("role_" + other.role);
+        if (other.state === "reconnecting") text = t("other_reconnecting", { name: other.name });
+      } else if (slot.left) {
+        text = t(slot.role + "_left");
+      } else if (index === 0) {
+        text = t(role === "physician" ? "waiting_other_patient" : "waiting_other_physician");
+      }
+      slot.state.textContent = text;
+      slot.muted.hidden = !(other && other.muted);
+      slot.cameraOff.hidden = !(other && other.camera === false);
+      if (index > 0) slot.figure.hidden = !other && !slot.left; // the guest's place shows once they came
+    });
+    ui.stage.setAttribute("data-parties", String(1 + slots.filter(function (slot) {
+      return !slot.figure.hidden;
+    }).length));
   }
 
   function showRecording(active, tell) {
@@ -358,9 +389,9 @@
         } else if (s.type === "inbound-rtp") {
           lost += s.packetsLost || 0;
           received += s.packetsReceived || 0;
-          if (s.kind === "video") {
-            fps = typeof s.framesPerSecond === "number" ? s.framesPerSecond : fps;
-            decoded = s.framesDecoded || 0;
+          if (s.kind === "video") { // one stream per slot: the best frame rate, all frames decoded
+            if (typeof s.framesPerSecond === "number") fps = Math.max(fps || 0, s.framesPerSecond);
+            decoded += s.framesDecoded || 0;
           }
         }
       });
@@ -375,7 +406,7 @@
   }
 
   function showQuality(rtt, loss, fps, decoded) {
-    var other = others[Object.keys(others)[0]];
+    var other = present(slots[0].role);
     var expectVideo = other && other.camera !== false && other.state !== "reconnecting";
     var level = "good";
     if ((rtt !== null && rtt > 400) || loss > 5 || (expectVideo && fps !== null && fps < 8)) {
@@ -437,7 +468,7 @@
     teardown();
     if (local) local.getTracks().forEach(function (mine) { mine.stop(); });
     ui.self.srcObject = null;
-    ui.remote.srcObject = null;
+    slots.forEach(function (slot) { slot.video.srcObject = null; });
     ui.controls.hidden = true;
     ui.prejoin.hidden = true;
     ui.chat.querySelector("form").hidden = true;
@@ -456,7 +487,7 @@
     ready.then(function (stream) {
       local = stream;
       if (local) ui.self.srcObject = local;
-      ui.remote.muted = false;
+      slots.forEach(function (slot) { slot.video.muted = false; });
       start();
     });
   });
