@@ -162,7 +162,7 @@ async def test_users_create_physician_can_sign_in(install: Install, aiohttp_clie
 
 def test_audit_verify_passes_then_names_tampered_entry(seeded: Install) -> None:
     intact = seeded.run("audit", "verify")
-    assert "audit chain intact: 12 entries" in intact.stdout  # 6 accounts, 3 consent texts drafted and published
+    assert "audit chain intact: 13 entries" in intact.stdout  # 7 accounts, 3 consent texts drafted and published
 
     async def tamper(session: AsyncSession, _settings: Settings) -> None:
         await session.execute(text("UPDATE audit_entries SET action = 'x' WHERE seq = 2"))
