@@ -9,7 +9,9 @@ import pytest
 from cryptography.hazmat.primitives import hashes, hmac
 
 from server.scheduling.models import ConsultationStatus as S
+from server.settings import Settings
 from signaling import rules, turn
+from signaling.handler import server_ice_servers
 from signaling.models import CallRole
 
 
@@ -51,3 +53,14 @@ WINDOW = {"opens_before": dt.timedelta(minutes=15), "overrun": dt.timedelta(minu
 ])
 def test_who_may_join_when(role: CallRole, status: S, now: dt.datetime, expected: str | None) -> None:
     assert rules.join_refusal(role=role, status=status, starts_at=START, ends_at=END, now=now, **WINDOW) == expected
+
+
+def test_server_peers_get_credentials_of_their_own_and_never_a_public_server() -> None:
+    settings = Settings(_env_file=None, stun_urls=["stun:turn.clinic.example:3478"],  # type: ignore[call-arg]
+                        turn_urls=["turn:turn.clinic.example:3478?transport=udp"], turn_secret="s3cret")
+    stun, relay = server_ice_servers(settings, "a1b2c3")
+    assert stun.urls == ["stun:turn.clinic.example:3478"]
+    assert relay.urls == ["turn:turn.clinic.example:3478?transport=udp"]
+    assert relay.username is not None
+    assert relay.username.endswith(":server-a1b2c3")  # coturn's log names the server's peer, not a person
+    assert server_ice_servers(Settings(_env_file=None), "a1b2c3") == []  # type: ignore[call-arg]  # none public
