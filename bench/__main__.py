@@ -2,7 +2,8 @@
 
 Prints operations per second and per-operation times for: access-token verification (every API
 request), audit appends (every access to health data), a full authenticated API request, and a
-sign-in (dominated by argon2id at production cost); and consent's costs (bench/consent.py).
+sign-in (dominated by argon2id at production cost); consent's costs (bench/consent.py); the calls through the
+media forwarder (bench/call.py) and the join time in Chromium (bench/join.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from bench import call, consent
+from bench import call, consent, join
 from server import keys
 from server.app import create_app
 from server.audit import services as audit
@@ -187,6 +188,7 @@ def main() -> None:
             bench_tokens(settings)
             consent.bench_documents(settings)
             call.bench_calls()
+            join.bench_join()
         asyncio.run(bench_app(settings))
         asyncio.run(bench_scheduling(settings))
         asyncio.run(consent.bench_simple_signing(settings))
