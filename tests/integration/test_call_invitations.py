@@ -378,3 +378,32 @@ async def test_call_invitations_a_ticket_or_message_names_exactly_one_participan
     with pytest.raises(IntegrityError):
         async with transaction(clinic["client"].app[keys.sessions]) as session:
             session.add(CallChatMessage(consultation_id=consultation, sender_role="guest", text="—", sent_at=now))
+
+
+async def test_call_invitations_a_second_guest_waits_until_the_first_has_left(
+        aiohttp_client: Any, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    keep_ice_on_loopback(monkeypatch)
+    clinic = await live_clinic(aiohttp_client, tmp_path, database_url)
+    client, consultation = clinic["client"], clinic["consultation"]
+    (first_path, _), (second_path, _) = await invite(clinic), await invite(clinic)
+    async with browser(client) as first, browser(client) as second:
+        assert (await redeem(first, first_path)).status == 303
+        assert (await redeem(second, second_path, name="Second Relative", relation="family")).status == 303
+        tickets = [await (await guest_ticket(guest, path)).json() for guest, path in
+                   ((first, first_path), (second, second_path), (second, second_path))]
+        interpreter = await open_socket(client)
+        await interpreter.send({"type": "join", "consultation_id": consultation, "ticket": tickets[0]["ticket"]})
+        await interpreter.expect("joined")
+
+        relative = await open_socket(client)
+        await relative.send({"type": "join", "consultation_id": consultation, "ticket": tickets[1]["ticket"]})
+        assert await relative.closed() == 4403  # a call holds one guest at a time
+        assert [event["code"] for event in relative.of("error")] == ["call_full"]
+
+        await interpreter.send({"type": "leave"})
+        assert await interpreter.closed() == 1000
+        again = await open_socket(client)
+        await again.send({"type": "join", "consultation_id": consultation, "ticket": tickets[2]["ticket"]})
+        joined = await again.expect("joined")
+        assert joined["role"] == "guest"
+        await again.close()
