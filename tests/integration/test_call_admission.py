@@ -10,24 +10,13 @@ from typing import Any
 import pytest
 
 from server import keys
-from tests.consent_helpers import sign_consents
-from tests.factories import register_patient
-from tests.integration.test_signaling_call import check_in, join, keep_ice_on_loopback, live_clinic, open_socket
-from tests.scheduling_helpers import benign_answers, booking, free_slot
-
-
-async def _second_waiting_consultation(clinic: dict[str, Any]) -> str:
-    """Another patient of the same physician, checked in: the physician may open that call too."""
-    client = clinic["client"]
-    patient = await register_patient(client, full_name="Анна Вторая")
-    await sign_consents(client, patient)
-    starts_at = await free_slot(client, patient, clinic["physician_id"])
-    made = await client.post("/api/v1/consultations", headers=patient.auth, json=booking(
-        clinic["physician_id"], starts_at, benign_answers(clinic["catalogue"]["respiratory"])))
-    assert made.status == 201, await made.text()
-    consultation = str((await made.json())["id"])
-    await check_in(clinic, patient, consultation)
-    return consultation
+from tests.integration.test_signaling_call import (
+    another_consultation,
+    join,
+    keep_ice_on_loopback,
+    live_clinic,
+    open_socket,
+)
 
 
 async def test_call_beyond_capacity_is_refused_and_calls_in_progress_are_not(
@@ -35,7 +24,7 @@ async def test_call_beyond_capacity_is_refused_and_calls_in_progress_are_not(
     keep_ice_on_loopback(monkeypatch)
     clinic = await live_clinic(aiohttp_client, tmp_path, database_url, media_max_calls=1)
     client, doctor, consultation = clinic["client"], clinic["doctor"], clinic["consultation"]
-    second = await _second_waiting_consultation(clinic)
+    _, second = await another_consultation(clinic, "Анна Вторая", admitted=False)  # the physician may open it
 
     first_call = await join(client, doctor, consultation)
     refused = await client.post(f"/api/v1/consultations/{second}/join", headers=doctor.auth)
@@ -63,7 +52,7 @@ async def test_call_started_meanwhile_takes_the_last_place_and_the_socket_says_t
     keep_ice_on_loopback(monkeypatch)
     clinic = await live_clinic(aiohttp_client, tmp_path, database_url, media_max_calls=1)
     client, doctor = clinic["client"], clinic["doctor"]
-    second = await _second_waiting_consultation(clinic)
+    _, second = await another_consultation(clinic, "Анна Вторая", admitted=False)  # the physician may open it
     # Both tickets are issued while no call runs; the first socket to join takes the only place.
     response = await client.post(f"/api/v1/consultations/{second}/join", headers=doctor.auth)
     assert response.status == 201

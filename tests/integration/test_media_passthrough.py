@@ -175,8 +175,9 @@ class Client:
             self.tasks.append(asyncio.create_task(_collect(track, self.received[kind])))
 
 
-def _client(shade: int, pitch: float) -> Client:
-    client = Client(RTCPeerConnection(RTCConfiguration(iceServers=[])), Vp8Source(shade), OpusSource(pitch))
+def _client(shade: int, pitch: float, configuration: RTCConfiguration | None = None) -> Client:
+    client = Client(RTCPeerConnection(configuration or RTCConfiguration(iceServers=[])), Vp8Source(shade),
+                    OpusSource(pitch))
     for source in (client.video, client.audio):
         transceiver = client.pc.addTransceiver(source, direction="sendrecv")
         capabilities = RTCRtpSender.getCapabilities(source.kind).codecs

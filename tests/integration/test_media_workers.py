@@ -24,12 +24,9 @@ from media.worker_client import MediaWorker
 from media.workers import WorkerMediaCall, WorkerMediaEngine
 from server import keys
 from server.scheduling.models import ConsultationStatus
-from tests.consent_helpers import sign_consents
-from tests.factories import Account, register_patient
 from tests.integration.test_media_passthrough import _assert_forwarded_unchanged, _until
 from tests.integration.test_signaling_call import (
-    admit,
-    check_in,
+    another_consultation,
     connect_media,
     join,
     joined_pair,
@@ -39,7 +36,6 @@ from tests.integration.test_signaling_call import (
     stop_media,
 )
 from tests.integration.test_signaling_leaks import _call, _grown, _snapshot
-from tests.scheduling_helpers import benign_answers, booking, free_slot
 
 pytestmark = pytest.mark.slow
 
@@ -72,21 +68,6 @@ def media_of(client: TestClient, consultation: str) -> WorkerMediaCall:
 
 async def worker_stats(engine: WorkerMediaEngine) -> dict[str, dict[str, Any]]:
     return {stats["worker_id"]: stats for stats in await engine.stats()}
-
-
-async def another_consultation(clinic: dict[str, Any], name: str) -> tuple[Account, str]:
-    """A second patient booked with the same physician, checked in and admitted."""
-    client = clinic["client"]
-    patient = await register_patient(client, full_name=name)
-    await sign_consents(client, patient)
-    starts_at = await free_slot(client, patient, clinic["physician_id"])
-    made = await client.post("/api/v1/consultations", headers=patient.auth, json=booking(
-        clinic["physician_id"], starts_at, benign_answers(clinic["catalogue"]["respiratory"])))
-    assert made.status == 201, await made.text()
-    consultation = str((await made.json())["id"])
-    await check_in(clinic, patient, consultation)
-    await admit(clinic, consultation)
-    return patient, consultation
 
 
 async def test_media_workers_carry_a_call_byte_for_byte_in_another_process(

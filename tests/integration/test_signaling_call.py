@@ -33,7 +33,8 @@ from server.scheduling.models import Consultation, ConsultationStatus
 from signaling.handler import PATH
 from signaling.models import CallChatMessage
 from signaling.origins import origin_of
-from tests.factories import Account
+from tests.consent_helpers import sign_consents
+from tests.factories import Account, register_patient
 from tests.integration.test_media_passthrough import (
     Client,
     _assert_forwarded_unchanged,
@@ -41,7 +42,7 @@ from tests.integration.test_media_passthrough import (
     _collect,
     _until,
 )
-from tests.scheduling_helpers import benign_answers, booked_clinic
+from tests.scheduling_helpers import benign_answers, booked_clinic, booking, free_slot
 
 pytestmark = pytest.mark.slow
 
@@ -164,6 +165,22 @@ async def admit(clinic: dict[str, Any], consultation: str | None = None, doctor:
     response = await clinic["client"].post(f"/api/v1/consultations/{consultation or clinic['consultation']}/admit",
                                            headers=(doctor or clinic["doctor"]).auth)
     assert response.status == 200, await response.text()
+
+
+async def another_consultation(clinic: dict[str, Any], name: str, *, admitted: bool = True) -> tuple[Account, str]:
+    """A second patient (consented) booked with the same physician and checked in; admitted unless told not."""
+    client = clinic["client"]
+    patient = await register_patient(client, full_name=name)
+    await sign_consents(client, patient)
+    starts_at = await free_slot(client, patient, clinic["physician_id"])
+    made = await client.post("/api/v1/consultations", headers=patient.auth, json=booking(
+        clinic["physician_id"], starts_at, benign_answers(clinic["catalogue"]["respiratory"])))
+    assert made.status == 201, await made.text()
+    consultation = str((await made.json())["id"])
+    await check_in(clinic, patient, consultation)
+    if admitted:
+        await admit(clinic, consultation)
+    return patient, consultation
 
 
 async def live_clinic(aiohttp_client: Any, tmp_path: Path, database_url: str, **settings: Any) -> dict[str, Any]:

@@ -17,12 +17,11 @@ from server.scheduling.models import ConsultationStatus
 from signaling import tickets
 from signaling.messages import MAX_MESSAGE_BYTES
 from signaling.models import CallRole
-from tests.consent_helpers import sign_consents
 from tests.factories import register_patient
 from tests.integration.test_media_passthrough import _until
 from tests.integration.test_signaling_call import (
     Socket,
-    check_in,
+    another_consultation,
     connect_media,
     get_ticket,
     join,
@@ -33,7 +32,6 @@ from tests.integration.test_signaling_call import (
     status_of,
     stop_media,
 )
-from tests.scheduling_helpers import benign_answers, booking, free_slot
 
 pytestmark = pytest.mark.slow
 
@@ -55,14 +53,7 @@ async def test_signaling_refusals_neither_see_nor_disturb_the_call(
     client, consultation, doctor_account = clinic["client"], clinic["consultation"], clinic["doctor"]
 
     # A second patient of the same physician, checked in but not admitted.
-    other_patient = await register_patient(client, full_name="Анна Вторая")
-    await sign_consents(client, other_patient)
-    starts_at = await free_slot(client, other_patient, clinic["physician_id"])
-    made = await client.post("/api/v1/consultations", headers=other_patient.auth, json=booking(
-        clinic["physician_id"], starts_at, benign_answers(clinic["catalogue"]["respiratory"])))
-    assert made.status == 201, await made.text()
-    other = (await made.json())["id"]
-    await check_in(clinic, other_patient, other)
+    other_patient, other = await another_consultation(clinic, "Анна Вторая", admitted=False)
 
     # The call: the physician's ticket is kept, to try it again later.
     used_ticket = await get_ticket(client, doctor_account, consultation)

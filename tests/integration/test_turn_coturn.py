@@ -26,15 +26,12 @@ from aiortc import (
     RTCIceServer,
     RTCIceTransportPolicy,
     RTCPeerConnection,
-    RTCRtpSender,
     RTCSessionDescription,
 )
 
-from media import passthrough
-from media.forwarding import PASSTHROUGH_MIME_TYPES
 from signaling import turn
 from tests.factories import Account
-from tests.integration.test_media_passthrough import Client, OpusSource, Vp8Source, _until
+from tests.integration.test_media_passthrough import Client, _client, _until
 from tests.integration.test_signaling_call import (
     Socket,
     candidate_addresses,
@@ -72,14 +69,7 @@ def relay_only(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
 
 def relay_only_client(ice_servers: list[dict[str, Any]], *, shade: int, pitch: float) -> Client:
     """test_media_passthrough's client (synthetic VP8 and Opus, passthrough decoder), allowed only relay candidates."""
-    client = Client(RTCPeerConnection(relay_only(ice_servers)), Vp8Source(shade), OpusSource(pitch))
-    for source in (client.video, client.audio):
-        transceiver = client.pc.addTransceiver(source, direction="sendrecv")
-        capabilities = RTCRtpSender.getCapabilities(source.kind).codecs
-        transceiver.setCodecPreferences([c for c in capabilities if c.mimeType in PASSTHROUGH_MIME_TYPES[source.kind]])
-        client.transceivers[source.kind] = transceiver
-    passthrough.on_keyframe_request(client.transceivers["video"].sender, client.video.request_keyframe)
-    return client
+    return _client(shade, pitch, relay_only(ice_servers))
 
 
 async def join_for_ice(client: TestClient, account: Account, consultation: str) -> tuple[Socket, list[dict[str, Any]]]:

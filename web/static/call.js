@@ -492,23 +492,21 @@
     });
   });
 
-  ui.mute.addEventListener("click", function () {
-    muted = !muted;
-    var mine = track("audio");
-    if (mine) mine.enabled = !muted;
-    ui.mute.setAttribute("aria-pressed", String(muted));
-    ui.mute.textContent = t(muted ? "unmute" : "mute");
-    send({ type: "media_state", muted: muted, camera: !cameraOff });
-  });
+  /* Mute and camera: the track stays (no renegotiation), only disabled; the others are told. */
+  function toggle(button, kind, on, off) {
+    button.addEventListener("click", function () {
+      var disabled = button.getAttribute("aria-pressed") !== "true";
+      if (kind === "audio") muted = disabled; else cameraOff = disabled;
+      var mine = track(kind);
+      if (mine) mine.enabled = !disabled;
+      button.setAttribute("aria-pressed", String(disabled));
+      button.textContent = t(disabled ? on : off);
+      send({ type: "media_state", muted: muted, camera: !cameraOff });
+    });
+  }
 
-  ui.camera.addEventListener("click", function () {
-    cameraOff = !cameraOff;
-    var mine = track("video");
-    if (mine) mine.enabled = !cameraOff;
-    ui.camera.setAttribute("aria-pressed", String(cameraOff));
-    ui.camera.textContent = t(cameraOff ? "camera_start" : "camera_stop");
-    send({ type: "media_state", muted: muted, camera: !cameraOff });
-  });
+  toggle(ui.mute, "audio", "unmute", "mute");
+  toggle(ui.camera, "video", "camera_start", "camera_stop");
 
   if (ui.end) {
     ui.end.addEventListener("click", function () {
