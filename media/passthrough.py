@@ -1,7 +1,7 @@
 """Encoded passthrough for aiortc: receive encoded frames instead of decoded pictures, relay keyframe requests.
 
 aiortc always decodes what an RTCRtpReceiver receives and encodes what an RTCRtpSender sends. The server only
-forwards media, so this module bends aiortc at three private places, all in aiortc 1.16 (pinned `<1.17`;
+forwards media, so this module bends aiortc at four private places, all in aiortc 1.16 (pinned `<1.17`;
 `check_aiortc_internals()` fails loudly, naming the internal, if an upgrade moves one of them):
 
 1. `aiortc.rtcrtpreceiver.get_decoder(codec)`: the module global that `decoder_worker` (the receiver's
@@ -16,6 +16,13 @@ forwards media, so this module bends aiortc at three private places, all in aior
    aiortc itself would only set a "force keyframe" flag that `pack()` ignores.
 3. `RTCRtpReceiver._send_rtcp_pli(media_ssrc)`: `request_keyframe()` sends a PLI upstream for every SSRC the
    receiver has heard in the last 10 s (`getSynchronizationSources()`, public).
+4. `aiortc.rtcrtpreceiver.JitterBuffer`: the module global an audio receiver builds its jitter buffer from.
+   aiortc's audio buffer (16 packets, prefetch 4) stalls at every missing packet and, when it overflows, throws
+   away the good packets before the hole too: 2.6% packets lost became 14.8% of audio frames lost through the
+   server (bench: `python -m bench.loss`). A forwarder needs no jitter buffer for audio: each Opus packet is a
+   whole frame and the browser's own buffer conceals what is missing. `install()` gives audio receivers an
+   `AudioPassthroughBuffer` (each packet on at once, late and repeated ones dropped); video keeps aiortc's,
+   which reassembles frames and asks for retransmissions (NACK).
 
 Everything else here is public aiortc or PyAV API.
 """
@@ -32,9 +39,9 @@ import av
 import structlog
 from aiortc import RTCRtpReceiver, RTCRtpSender, rtcrtpreceiver
 from aiortc.codecs.base import Decoder
-from aiortc.jitterbuffer import JitterFrame
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, AnyRtcpPacket, RtcpPsfbPacket
+from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, AnyRtcpPacket, RtcpPsfbPacket, RtpPacket
 
 log = structlog.get_logger("telemed.media")
 
@@ -43,6 +50,7 @@ KeyframeRequestHandler = Callable[[], Awaitable[None]]
 _VP8_KEYFRAME_START_CODE = b"\x9d\x01\x2a"
 _lock = threading.Lock()
 _original_get_decoder: Callable[..., Decoder] | None = None
+_original_jitter_buffer: type[JitterBuffer] | None = None
 
 
 class AiortcInternalsChanged(RuntimeError):
@@ -77,26 +85,59 @@ def _get_passthrough_decoder(codec: RTCRtpCodecParameters) -> Decoder:
     return PassthroughDecoder(codec)
 
 
+class AudioPassthroughBuffer:
+    """Stands in for aiortc's audio JitterBuffer: every packet that is newer than the last one is a frame, at once.
+
+    Nothing waits for a missing packet, so a loss upstream costs exactly the packets lost: never the ones around
+    them. Packets arriving after a newer one (reordered beyond repair, or repeated) are dropped; the browser's
+    jitter buffer handles timing and concealment.
+    """
+
+    def __init__(self, capacity: int, prefetch: int = 0, is_video: bool = False) -> None:
+        self.capacity = capacity
+        self._last: int | None = None
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        sequence = packet.sequence_number
+        if self._last is not None and not 0 < (sequence - self._last) % 65536 < 32768:
+            return False, None
+        self._last = sequence
+        return False, JitterFrame(data=packet._data, timestamp=packet.timestamp)  # type: ignore[attr-defined]  # the depayloaded payload aiortc stored
+
+
+def _passthrough_jitter_buffer(capacity: int, prefetch: int = 0,
+                               is_video: bool = False) -> JitterBuffer | AudioPassthroughBuffer:
+    if is_video or _original_jitter_buffer is None:
+        return (_original_jitter_buffer or JitterBuffer)(capacity=capacity, prefetch=prefetch, is_video=is_video)
+    return AudioPassthroughBuffer(capacity=capacity, prefetch=prefetch, is_video=is_video)
+
+
 def install() -> None:
     """Make every RTCRtpReceiver in this process deliver encoded frames (`av.Packet`s) instead of decoding.
 
     Call before a receiver's first frame: its decoder thread picks the decoder then. Idempotent.
     """
-    global _original_get_decoder
+    global _original_get_decoder, _original_jitter_buffer
     check_aiortc_internals()
     with _lock:
         if _original_get_decoder is None:
             _original_get_decoder = rtcrtpreceiver.get_decoder
             rtcrtpreceiver.get_decoder = _get_passthrough_decoder
+        if _original_jitter_buffer is None:
+            _original_jitter_buffer = rtcrtpreceiver.JitterBuffer
+            rtcrtpreceiver.JitterBuffer = _passthrough_jitter_buffer  # type: ignore[misc,assignment]
 
 
 def uninstall() -> None:
     """Give aiortc its own decoders back (for receivers that have not yet picked one). Idempotent."""
-    global _original_get_decoder
+    global _original_get_decoder, _original_jitter_buffer
     with _lock:
         if _original_get_decoder is not None:
             rtcrtpreceiver.get_decoder = _original_get_decoder
             _original_get_decoder = None
+        if _original_jitter_buffer is not None:
+            rtcrtpreceiver.JitterBuffer = _original_jitter_buffer  # type: ignore[misc]
+            _original_jitter_buffer = None
 
 
 def is_installed() -> bool:
@@ -176,6 +217,15 @@ def check_aiortc_internals() -> None:
         _parameters(getattr(Decoder, "decode", None)) == ["self", "encoded_frame"],
         "aiortc.codecs.base.Decoder.decode",
         "Decoder.decode(self, encoded_frame: JitterFrame) -> list",
+    )
+    _expect(
+        "JitterBuffer" in getattr(getattr(RTCRtpReceiver.__init__, "__code__", None), "co_names", ())
+        and getattr(rtcrtpreceiver, "JitterBuffer", None) in (JitterBuffer, _passthrough_jitter_buffer)
+        and _parameters(JitterBuffer) == ["capacity", "prefetch", "is_video"]
+        and _parameters(JitterBuffer.add) == ["self", "packet"],
+        "aiortc.rtcrtpreceiver.JitterBuffer",
+        "a module global JitterBuffer(capacity, prefetch, is_video) built in RTCRtpReceiver.__init__, whose"
+        " add(packet) returns (pli_flag, JitterFrame | None)",
     )
     _expect(
         _parameters(JitterFrame) == ["data", "timestamp"],

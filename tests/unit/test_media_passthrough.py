@@ -18,7 +18,7 @@ import pytest
 from aiortc import RTCRtpReceiver, RTCRtpSender, rtcrtpreceiver
 from aiortc.codecs import get_capabilities
 from aiortc.codecs.vpx import vp8_depayload
-from aiortc.jitterbuffer import JitterFrame
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import VIDEO_TIME_BASE, MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import RTCRtpSynchronizationSource
@@ -88,6 +88,38 @@ def test_passthrough_install_swaps_aiortc_receiver_get_decoder_and_uninstall_res
     assert rtcrtpreceiver.get_decoder is original
 
 
+def test_passthrough_install_gives_audio_receivers_a_buffer_that_never_waits_and_video_aiortcs() -> None:
+    original = rtcrtpreceiver.JitterBuffer
+    passthrough.install()
+    try:
+        assert isinstance(rtcrtpreceiver.JitterBuffer(capacity=16, prefetch=4), passthrough.AudioPassthroughBuffer)
+        assert isinstance(rtcrtpreceiver.JitterBuffer(capacity=512, is_video=True), JitterBuffer)
+        receiver = RTCRtpReceiver("audio", cast(Any, FakeTransport()))
+        assert isinstance(receiver._RTCRtpReceiver__jitter_buffer, passthrough.AudioPassthroughBuffer)  # type: ignore[attr-defined]
+    finally:
+        passthrough.uninstall()
+    assert rtcrtpreceiver.JitterBuffer is original
+
+
+def _audio_packet(sequence: int) -> RtpPacket:
+    packet = RtpPacket(payload_type=111, sequence_number=sequence, timestamp=sequence * 960)
+    packet._data = bytes([sequence % 256]) * 20  # type: ignore[attr-defined]  # as aiortc's receiver depayloads
+    return packet
+
+
+def test_audio_passthrough_buffer_forwards_each_packet_at_once_and_drops_late_and_repeated_ones() -> None:
+    buffer = passthrough.AudioPassthroughBuffer(capacity=16, prefetch=4)
+    out = []
+    for sequence in (65533, 65534, 65535, 0, 2, 3, 1, 3, 40, 4):  # a hole (1) that comes late, a repeat, a jump
+        pli, frame = buffer.add(_audio_packet(sequence))
+        assert pli is False
+        out.append(None if frame is None else frame.timestamp // 960)
+    # Nothing waits for the missing packet 1, which is dropped when it comes after 2 and 3; so are the repeated 3
+    # and the 4 that arrives after 40.
+    assert out == [65533, 65534, 65535, 0, 2, 3, None, None, 40, None]
+    assert buffer.add(_audio_packet(41))[1] is not None
+
+
 def test_passthrough_install_twice_then_uninstall_once_restores_aiortc() -> None:
     original = rtcrtpreceiver.get_decoder
     passthrough.install()
@@ -109,6 +141,7 @@ def test_passthrough_aiortc_internals_are_as_expected() -> None:
     [
         (rtcrtpreceiver, "get_decoder", lambda codec, options: None, "aiortc.rtcrtpreceiver.get_decoder"),
         (rtcrtpreceiver, "decoder_worker", lambda loop, q: None, "aiortc.rtcrtpreceiver.decoder_worker"),
+        (rtcrtpreceiver, "JitterBuffer", lambda capacity: None, "aiortc.rtcrtpreceiver.JitterBuffer"),
         (RTCRtpReceiver, "_send_rtcp_pli", None, "aiortc.RTCRtpReceiver._send_rtcp_pli"),
         (RTCRtpSender, "_handle_rtcp_packet", lambda self, packet: None, "aiortc.RTCRtpSender._handle_rtcp_packet"),
     ],
