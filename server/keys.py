@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from server.observability import Metrics
     from server.scheduling.live import WaitingRoomBus
     from signaling.registry import CallRegistry
+    from signaling.sockets import SocketsPerAddress
 
 settings = web.AppKey("settings", Settings)
 key_material = web.AppKey("key_material", KeyMaterial)
@@ -34,6 +35,7 @@ metrics: web.AppKey[Metrics] = web.AppKey("metrics")
 consent: web.AppKey[ConsentSetup] = web.AppKey("consent")
 consent_withdrawals: web.AppKey[WithdrawalEvents] = web.AppKey("consent_withdrawals")
 calls: web.AppKey[CallRegistry] = web.AppKey("calls")  # the live calls (rooms) of this node
+signaling_sockets: web.AppKey[SocketsPerAddress] = web.AppKey("signaling_sockets")  # open sockets per address
 
 # Per-request values (request[...]).
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -101,6 +101,7 @@ class Settings(BaseSettings):
     signaling_messages_per_second: float = Field(default=20.0, gt=0, le=1000)
     signaling_message_burst: int = Field(default=40, ge=1, le=10_000)
     signaling_max_bad_messages: int = Field(default=10, ge=1, le=1000)
+    signaling_sockets_per_address: int = Field(default=20, ge=1, le=100_000)  # open at once, from one address
     # Media: where the calls' peers run, and how many calls this node takes (docs/media-workers.md)
     media_workers: int | None = Field(default=None, ge=0, le=64)  # None = one per core; 0 = in the web process
     media_max_calls: int = Field(default=12, ge=1, le=10_000)  # concurrent calls this node admits

@@ -26,7 +26,7 @@ from server import keys
 from server.audit.services import AuditContext
 from server.db.base import utcnow
 from server.db.engine import transaction
-from server.http.principal import audit_context
+from server.http.principal import audit_context, client_ip
 from server.http.problems import ProblemError
 from server.settings import Environment, Settings
 from signaling import calls, messages, origins, services
@@ -35,6 +35,7 @@ from signaling.messages import BadMessage
 from signaling.ratelimit import TokenBucket
 from signaling.registry import CallRegistry, DatabaseCallStore
 from signaling.rooms import CannotEnd, Participant, Room
+from signaling.sockets import SocketsPerAddress
 
 log = structlog.get_logger("telemed.signaling")
 
@@ -120,19 +121,20 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     allowed = origins.allowed_origins(settings.allowed_origins, settings.public_url)
     if not origins.origin_allowed(request.headers.get("Origin"), allowed):
         raise OriginNotAllowed("Open the call from the clinic's own pages")
-    ws = web.WebSocketResponse(heartbeat=settings.signaling_heartbeat_seconds,
-                               max_msg_size=messages.MAX_MESSAGE_BYTES, compress=False, timeout=CLOSE_TIMEOUT)
-    await ws.prepare(request)
-    connection = SocketConnection(ws)
-    try:
-        await _run(request, ws, connection)
-    except Exception:
-        # The response has begun: no problem document can follow, only the WebSocket's own "internal error".
-        log.exception("signaling_failed")
-        connection.close(CLOSE_INTERNAL_ERROR, "internal error")
-    finally:
-        await connection.finish()
-    return ws
+    with request.app[keys.signaling_sockets].hold(client_ip(request)):  # 429 beyond the limit, before upgrading
+        ws = web.WebSocketResponse(heartbeat=settings.signaling_heartbeat_seconds,
+                                   max_msg_size=messages.MAX_MESSAGE_BYTES, compress=False, timeout=CLOSE_TIMEOUT)
+        await ws.prepare(request)
+        connection = SocketConnection(ws)
+        try:
+            await _run(request, ws, connection)
+        except Exception:
+            # The response has begun: no problem document can follow, only the WebSocket's own "internal error".
+            log.exception("signaling_failed")
+            connection.close(CLOSE_INTERNAL_ERROR, "internal error")
+        finally:
+            await connection.finish()
+        return ws
 
 
 async def _run(request: web.Request, ws: web.WebSocketResponse, connection: SocketConnection) -> None:
@@ -280,6 +282,7 @@ async def calls_context(app: web.Application) -> AsyncIterator[None]:
     registry = CallRegistry(engine=engine, store=DatabaseCallStore(app[keys.sessions]),
                             grace=settings.call_grace_seconds, max_calls=settings.media_max_calls)
     app[keys.calls] = registry
+    app[keys.signaling_sockets] = SocketsPerAddress(settings.signaling_sockets_per_address)
     withdrawals = app[keys.consent_withdrawals]
     withdrawals.subscribe(registry.on_withdrawal)
     try:

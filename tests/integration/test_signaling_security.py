@@ -214,3 +214,19 @@ async def test_signaling_second_connection_of_a_participant_replaces_the_first(
     assert await second.closed() == 1000
     assert (await doctor.expect("participant_left"))["reason"] == "left"
     await doctor.close()
+
+
+async def test_signaling_one_address_holds_a_bounded_number_of_sockets(
+        aiohttp_client: Any, tmp_path: Path, database_url: str) -> None:
+    clinic = await live_clinic(aiohttp_client, tmp_path, database_url, signaling_sockets_per_address=2)
+    client = clinic["client"]
+    first, second = await open_socket(client), await open_socket(client)  # two tabs, not joined yet
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await open_socket(client)
+    assert refused.value.status == 429  # refused before the upgrade, with a problem document
+    await first.close()
+    await _until(lambda: client.app[keys.signaling_sockets].open("127.0.0.1") == 1, "the closed socket counted out")
+    third = await open_socket(client)
+    for socket in (second, third):
+        await socket.close()
+    await _until(lambda: client.app[keys.signaling_sockets].open("127.0.0.1") == 0, "every socket counted out")
