@@ -102,14 +102,15 @@ async def list_invitations(request: web.Request) -> web.Response:
               summary="Revoke an invitation", response=schemas.InvitationOut,
               roles=[Role.physician, Role.patient], errors=(404,))
 async def revoke_invitation(request: web.Request) -> web.Response:
-    """The link stops opening the call and gets no new join ticket; a guest already in the call is not removed
-    (they leave with the call's end). Revoking again changes nothing."""
+    """The link stops opening the call and gets no new join ticket, and a guest in the call is removed from it
+    (`error` `invitation_gone`, close 4403; the others see `participant_left`). Revoking again changes nothing."""
     viewer = await viewer_for(request)
     now = utcnow()
     async with tx(request) as session:
         invitation = await invitations.revoke(
             session, consultation_id=path_uuid(request, "consultation_id"),
             invitation_id=path_uuid(request, "invitation_id"), viewer=viewer, ctx=audit_context(request), now=now)
+    await request.app[keys.calls].revoked(invitation.consultation_id, invitation.id)
     return json_response(_invitation_out(invitation, now))
 
 

@@ -101,7 +101,8 @@ async def invite(session: AsyncSession, *, consultation_id: uuid.UUID, viewer: V
     if consultation.status not in INVITABLE or now >= expires_at:
         raise CannotInvite("The consultation is over or cancelled")
     held = await session.scalar(select(func.count()).select_from(CallInvitation).where(
-        CallInvitation.consultation_id == consultation.id, CallInvitation.revoked_at.is_(None)))
+        CallInvitation.consultation_id == consultation.id, CallInvitation.revoked_at.is_(None),
+        CallInvitation.expires_at > now))
     if (held or 0) >= limit:
         raise TooManyInvitations(f"At most {limit} invitations per consultation; revoke one to invite someone else")
     token = secrets.token_urlsafe(32)
@@ -129,8 +130,8 @@ async def list_invitations(session: AsyncSession, *, consultation_id: uuid.UUID,
 
 async def revoke(session: AsyncSession, *, consultation_id: uuid.UUID, invitation_id: uuid.UUID, viewer: Viewer,
                  ctx: AuditContext, now: dt.datetime) -> CallInvitation:
-    """The link stops working: no new form, no new join ticket. A guest already in the call stays until they
-    leave or the call ends (the room is not told); revoking twice changes nothing."""
+    """The link stops working: no new form, no new join ticket (the caller then removes a guest already in the
+    call: CallRegistry.revoked). Revoking twice changes nothing."""
     consultation = await _own_consultation(session, consultation_id, viewer)
     invitation = (await session.scalars(select(CallInvitation).where(
         CallInvitation.id == invitation_id, CallInvitation.consultation_id == consultation.id))).one_or_none()

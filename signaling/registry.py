@@ -105,6 +105,12 @@ class CallRegistry:
         if room is not None:
             await room.finished()
 
+    async def revoked(self, consultation_id: uuid.UUID, invitation_id: uuid.UUID) -> None:
+        """An invitation was revoked: its guest, if in the consultation's live call, is removed from it."""
+        room = self._rooms.get(consultation_id)
+        if room is not None:
+            await room.remove_guest(invitation_id)
+
     async def on_withdrawal(self, event: Withdrawal) -> None:
         """A patient withdrew consent to recording: their live call stops recording (`recording` off)."""
         if event.purpose is not ConsentPurpose.recording:

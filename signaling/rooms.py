@@ -22,7 +22,7 @@ from media.calls import MediaCall, MediaEngine, UnknownPeer
 from server.audit.services import AuditContext
 from server.db.base import utcnow
 from signaling import messages
-from signaling.calls import CLOSE_GOING_AWAY, CLOSE_MEDIA_FAILED, CLOSE_NORMAL, CLOSE_REPLACED, Seat
+from signaling.calls import CLOSE_GOING_AWAY, CLOSE_MEDIA_FAILED, CLOSE_NORMAL, CLOSE_NOT_OPEN, CLOSE_REPLACED, Seat
 from signaling.models import CallRole
 
 log = structlog.get_logger("telemed.signaling")
@@ -236,6 +236,27 @@ class Room:
                 return
             self._broadcast(messages.event("ended", reason="completed"))
             await self._close(CLOSE_NORMAL, "consultation ended")
+
+    async def remove_guest(self, invitation_id: uuid.UUID) -> bool:
+        """The physician revoked the guest's invitation: they are told, their socket and peer close, the others see
+        them leave. True if they were in the room."""
+        return await self._change(self._remove_guest(invitation_id))
+
+    async def _remove_guest(self, invitation_id: uuid.UUID) -> bool:
+        async with self._lock:
+            guest = next((p for p in self._participants.values() if p.seat.invitation_id == invitation_id), None)
+            if self._closed or guest is None:
+                return False
+            if guest.connection is not None:
+                guest.connection.send(messages.error("invitation_gone", "the physician withdrew the invitation"))
+            await self._unplug(guest, close_code=CLOSE_NOT_OPEN, reason="invitation revoked")
+            _cancel(guest.expiry)
+            del self._participants[guest.seat.user_id]
+            self._broadcast(messages.event("participant_left", participant_id=guest.participant_id,
+                                           reason="removed"))
+            if not self.connected():
+                self._grace_task = asyncio.create_task(self._expire_room(), name="call-room-grace")
+            return True
 
     def set_recording(self, active: bool) -> None:
         """The consent gate changed mid-call (a withdrawal): tell everyone (the recorder acts on it)."""

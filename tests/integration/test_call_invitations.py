@@ -407,3 +407,33 @@ async def test_call_invitations_a_second_guest_waits_until_the_first_has_left(
         joined = await again.expect("joined")
         assert joined["role"] == "guest"
         await again.close()
+
+
+async def test_call_invitations_revoking_removes_the_guest_from_the_call(
+        aiohttp_client: Any, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    keep_ice_on_loopback(monkeypatch)
+    clinic = await live_clinic(aiohttp_client, tmp_path, database_url)
+    client, consultation = clinic["client"], clinic["consultation"]
+    path, made = await invite(clinic)
+    async with browser(client) as guest:
+        assert (await redeem(guest, path)).status == 303
+        ticket = (await (await guest_ticket(guest, path)).json())["ticket"]
+        doctor = await join(client, clinic["doctor"], consultation)
+        socket = await open_socket(client)
+        await socket.send({"type": "join", "consultation_id": consultation, "ticket": ticket})
+        await socket.expect("joined")
+        arrived = await doctor.expect("participant_joined")
+
+        revoked = await client.post(f"/api/v1/consultations/{consultation}/invitations/{made['id']}/revoke",
+                                    headers=clinic["doctor"].auth)
+        assert revoked.status == 200, await revoked.text()
+        assert await socket.closed() == 4403
+        assert [event["code"] for event in socket.of("error")] == ["invitation_gone"]
+        left = await doctor.expect("participant_left")
+        assert left == {"type": "participant_left", "participant_id": arrived["participant"]["participant_id"],
+                        "reason": "removed"}
+        room = client.app[keys.calls].room(uuid.UUID(consultation))
+        assert room is not None
+        assert [p.seat.role.value for p in room.participants()] == ["physician"]  # the call goes on
+        assert (await guest_ticket(guest, path)).status == 410
+        await doctor.close()

@@ -49,7 +49,7 @@ async def invite_submit(request: web.Request) -> web.Response:
 
 
 async def revoke_submit(request: web.Request) -> web.Response:
-    """The physician withdraws an invitation: the link stops opening the call (a guest in the call stays)."""
+    """The physician withdraws an invitation: the link stops opening the call, and a guest in it is removed."""
     principal = await page_user(request, roles=(Role.physician,))
     consultation_id = await path_id(request, "consultation_id")
     invitation_id = await path_id(request, "invitation_id")
@@ -61,4 +61,5 @@ async def revoke_submit(request: web.Request) -> web.Response:
                                      now=utcnow())
     except NotFound:
         raise await not_found(request) from None
+    await request.app[keys.calls].revoked(consultation_id, invitation_id)
     raise web.HTTPSeeOther(f"/clinic/consultations/{consultation_id}#invitations")
