@@ -33,7 +33,6 @@ from web.call_pages import render_call
 from web.pages import PageAnswer, page_handler, read_form, render
 
 GUEST_COOKIE = "telemed_guest"
-COOKIE_PATH = invitations.GUEST_PATH.rstrip("/")
 
 N_ = i18n.N_
 RELATIONS = {
@@ -111,8 +110,11 @@ async def guest_submit(request: web.Request) -> web.Response:
     if guest_pass is None:  # another browser was quicker, or the link was revoked meanwhile
         raise await _unavailable(request, "used")
     response = web.HTTPSeeOther(request.path)
+    # Scoped to this link (its join URL lies below it): a guest invited to two consultations keeps both passes.
+    # Lax, not Strict: the guest reopens the link from webmail or a messenger, a cross-site navigation; the join
+    # request is a same-origin POST with the CSRF header anyway.
     response.set_cookie(GUEST_COOKIE, guest_pass, max_age=_seconds_until(invitation.expires_at, now),
-                        path=COOKIE_PATH, httponly=True, samesite="Strict", secure=is_secure(request))
+                        path=request.path, httponly=True, samesite="Lax", secure=is_secure(request))
     raise response
 
 

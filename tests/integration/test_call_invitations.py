@@ -104,8 +104,8 @@ async def test_call_invitations_guest_joins_the_call_and_chats(
         assert redeemed.headers["Location"] == path
         cookie = SimpleCookie(redeemed.headers["Set-Cookie"])["telemed_guest"]
         assert cookie["httponly"]
-        assert cookie["samesite"] == "Strict"
-        assert cookie["path"] == "/call/guest"
+        assert cookie["samesite"] == "Lax"  # reopened from a webmail link, it is still sent
+        assert cookie["path"] == path  # this link's only: another invitation's pass does not replace it
         assert int(cookie["max-age"]) > 0
 
         page = await (await guest.get(path)).text()
@@ -437,3 +437,15 @@ async def test_call_invitations_revoking_removes_the_guest_from_the_call(
         assert [p.seat.role.value for p in room.participants()] == ["physician"]  # the call goes on
         assert (await guest_ticket(guest, path)).status == 410
         await doctor.close()
+
+
+async def test_call_invitations_one_browser_keeps_the_passes_of_two_links(
+        aiohttp_client: Any, tmp_path: Path, database_url: str) -> None:
+    clinic = await live_clinic(aiohttp_client, tmp_path, database_url)
+    (first, _), (second, _) = await invite(clinic), await invite(clinic)
+    async with browser(clinic["client"]) as guest:  # an interpreter invited twice
+        for path in (first, second):
+            assert (await redeem(guest, path)).status == 303
+        for path in (first, second):
+            response = await guest_ticket(guest, path)
+            assert response.status == 201, await response.text()
