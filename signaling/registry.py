@@ -12,12 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from consent.models import ConsentPurpose
 from consent.services import Withdrawal
 from media.calls import MediaEngine
+from media.workers import MediaUnavailable
 from server.audit.services import AuditContext
 from server.db.base import utcnow
 from server.db.engine import transaction
 from server.http.problems import ProblemError
 from signaling import calls
-from signaling.calls import CLOSE_GOING_AWAY, CLOSE_NOT_OPEN, CLOSE_TRY_AGAIN_LATER, Refused, Seat
+from signaling.calls import CLOSE_GOING_AWAY, CLOSE_MEDIA_FAILED, CLOSE_NOT_OPEN, CLOSE_TRY_AGAIN_LATER, Refused, Seat
 from signaling.rooms import CallStore, CannotEnd, Connection, Participant, RoleTaken, Room, RoomClosed
 
 log = structlog.get_logger("telemed.signaling")
@@ -98,6 +99,9 @@ class CallRegistry:
                 continue  # it ended or emptied while we waited for it: the next turn opens a fresh one
             except RoleTaken:
                 raise Refused("call_full", f"another {seat.role.value} is in the call", CLOSE_NOT_OPEN) from None
+            except MediaUnavailable:
+                raise Refused("media_failed", "the media service is unavailable: rejoin shortly",
+                              CLOSE_MEDIA_FAILED) from None
 
     async def finished(self, consultation_id: uuid.UUID) -> None:
         """The consultation was completed by `finish`: its live room, if any, ends for everyone."""

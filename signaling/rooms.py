@@ -158,7 +158,11 @@ class Room:
                                                   since=self._clock())
             participant.seat, participant.connection, participant.state = seat, connection, "connected"
             participant.peer_id = secrets.token_hex(8)
-            await self.media.add_peer(participant.peer_id, seat.role.value)
+            try:
+                await self.media.add_peer(participant.peer_id, seat.role.value)
+            except Exception:
+                await self._not_seated(participant, replaced=existing is not None)
+                raise
             self._participants[seat.user_id] = participant
             _cancel(self._grace_task)
             self._grace_task = None
@@ -277,6 +281,19 @@ class Room:
             await self._close(code, reason)
 
     # --- inside the lock
+
+    async def _not_seated(self, participant: Participant, *, replaced: bool) -> None:
+        """The media could not take the participant (a media worker failed): as if they had dropped, so that a
+        room nobody is left in waits out its grace, and an empty one closes (its place is free again)."""
+        participant.connection, participant.peer_id = None, None
+        if replaced:
+            participant.state = "reconnecting"
+            participant.expiry = asyncio.create_task(self._expire(participant), name="call-reconnect-grace")
+            self._broadcast(messages.event("participant_reconnecting", participant_id=participant.participant_id))
+        if not self._participants:
+            await self._close(CLOSE_GOING_AWAY, "media unavailable")
+        elif not self.connected() and self._grace_task is None:
+            self._grace_task = asyncio.create_task(self._expire_room(), name="call-room-grace")
 
     async def _unplug(self, participant: Participant, *, close_code: int | None = None, reason: str = "") -> None:
         """Take the participant's connection and peer away (closing the connection with `close_code` if given)."""

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from media.calls import PeerStateListener, UnknownPeer
+from media.workers import MediaUnavailable
 from server.audit.services import AuditContext
 from signaling.calls import Seat
 from signaling.models import CallRole
@@ -25,8 +26,11 @@ class FakeCall:
     peers: set[str] = field(default_factory=set)
     roles: dict[str, str] = field(default_factory=dict)
     closed: bool = False
+    failing: bool = False
 
     async def add_peer(self, peer_id: str, role: str = "") -> None:
+        if self.failing:
+            raise MediaUnavailable("no media worker")
         self.peers.add(peer_id)
         self.roles[peer_id] = role
 
@@ -235,3 +239,28 @@ async def test_room_seats_one_invited_guest_beside_physician_and_patient(engine:
     await call.detach(seated[CallRole.guest], connections[CallRole.guest], left=True)
     second = await call.attach(seat(CallRole.guest, who="second"), other_guest)  # the place is free again
     assert second.seat.role is CallRole.guest
+
+
+async def test_room_a_participant_the_media_cannot_take_frees_the_place(engine: FakeEngine, store: FakeStore) -> None:
+    closed: list[Room] = []
+    call = room(engine, store, on_closed=closed.append)
+    engine.call.failing = True
+    with pytest.raises(MediaUnavailable):
+        await call.attach(seat(CallRole.physician), FakeConnection())
+    assert call.closed  # nobody was seated: the room (and its place under TELEMED_MEDIA_MAX_CALLS) is gone
+    assert closed == [call]
+
+    call = room(engine, store)
+    engine.call.failing = False
+    doctor = FakeConnection()
+    physician = await call.attach(seat(CallRole.physician), doctor)
+    engine.call.failing = True
+    with pytest.raises(MediaUnavailable):
+        await call.attach(seat(CallRole.patient), FakeConnection())
+    assert call.participants() == [physician]  # the patient is not shown as connected
+    assert "participant_joined" not in doctor.types()
+    with pytest.raises(MediaUnavailable):
+        await call.attach(seat(CallRole.physician), FakeConnection())  # the physician's new tab fails
+    assert physician.state == "reconnecting"  # as if dropped: may come back within the grace
+    assert not call.connected()
+    assert not call.closed
