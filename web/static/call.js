@@ -44,6 +44,8 @@
       cameraOff: figure.querySelector("[data-remote-camera-off]"), transceivers: [], left: false
     };
   });
+  var WAIT_RETRY_MS = 10000;
+  var generation = 0;          // join attempts: answers to an older one (or after Leave) are ignored
   var RETRY_BASE_MS = 500, RETRY_MAX_MS = 8000;
   var GIVE_UP_MS = 150000; // a little beyond the server's default grace (2 minutes)
   var STATS_EVERY_MS = 2000;
@@ -71,9 +73,16 @@
     root.setAttribute("data-state", state);
   }
 
+  // Said by screen readers: what happens within a moment is said together (mute and camera at once).
+  var announcing = [];
   function announce(text) {
+    announcing.push(text);
+    if (announcing.length > 1) return;
     ui.announce.textContent = "";
-    window.setTimeout(function () { ui.announce.textContent = text; }, 50);
+    window.setTimeout(function () {
+      ui.announce.textContent = announcing.join(" ");
+      announcing = [];
+    }, 50);
   }
 
   function banner(text) {
@@ -106,12 +115,14 @@
   function start() {
     retryTimer = null;
     if (finished) return;
+    var attemptOf = ++generation; // a Leave, or another attempt, makes this one's answers moot
     setState(reconnectingSince ? "reconnecting" : "connecting");
     window.fetch(joinUrl, {
       method: "POST", credentials: "same-origin", cache: "no-store",
       headers: { "Accept": "application/json", "X-CSRF-Token": csrf }
     }).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (body) {
+        if (finished || attemptOf !== generation) return;
         if (response.ok) {
           openSocket(body);
         } else {
@@ -119,8 +130,19 @@
         }
       });
     }, function () {
-      reconnect(); // offline: try again
+      if (!finished && attemptOf === generation) reconnect(); // offline: try again
     });
+  }
+
+  // A guest usually opens the link before the physician has let the patient in: they wait, and we try again.
+  var NOT_YET = ["not_admitted", "call_not_open", "too_early"];
+  function waitForStart(code) {
+    teardown();
+    reconnectingSince = 0;
+    setState("waiting");
+    banner(t("error_" + code));
+    ui.prejoin.hidden = true;
+    retryTimer = window.setTimeout(start, WAIT_RETRY_MS);
   }
 
   function refused(status, code) {
@@ -133,6 +155,8 @@
         banner(t(code === "media_capacity" ? "error_media_capacity" : "error"));
         offerJoin();
       }
+    } else if (role === "guest" && NOT_YET.indexOf(code) !== -1) {
+      waitForStart(code === "too_early" ? code : "guest_not_started");
     } else if (code && texts["error_" + code]) {
       if (reconnectingSince || code === "too_early" || code === "media_capacity") {
         banner(t("error_" + code));
@@ -155,6 +179,7 @@
   }
 
   function openSocket(admission) {
+    if (finished) return;
     var socket = new WebSocket(admission.ws_url);
     ws = socket;
     socket.onopen = function () {
@@ -215,9 +240,9 @@
     connection.createOffer().then(function (offer) {
       return connection.setLocalDescription(offer);
     }).then(function () {
-      send({ type: "offer", sdp: connection.localDescription.sdp });
+      if (connection === pc) send({ type: "offer", sdp: connection.localDescription.sdp });
     }).catch(function () {
-      reconnect();
+      if (connection === pc) reconnect();
     });
   }
 
@@ -238,15 +263,22 @@
         others = {};
         (event.participants || []).forEach(function (p) { others[p.participant_id] = p; });
         showRecording(event.recording, false);
+        var hadFocus = document.activeElement === ui.join;
         ui.prejoin.hidden = true;
         ui.controls.hidden = false;
         ui.chat.hidden = false;
+        if (hadFocus) ui.mute.focus(); // the Join button is gone: keep the keyboard user in the controls
         if (muted || cameraOff) send({ type: "media_state", muted: muted, camera: !cameraOff });
         openPeer(iceServers);
         showOthers();
         break;
       case "answer":
-        if (pc) pc.setRemoteDescription({ type: "answer", sdp: event.sdp }).catch(function () { reconnect(); });
+        if (pc) {
+          var answered = pc;
+          answered.setRemoteDescription({ type: "answer", sdp: event.sdp }).catch(function () {
+            if (answered === pc) reconnect();
+          });
+        }
         break;
       case "participant_joined":
         others[event.participant.participant_id] = event.participant;
@@ -431,6 +463,7 @@
 
   /* --- losing and regaining the connection -------------------------------------------------------------- */
   function teardown() {
+    generation += 1;
     if (statsTimer) window.clearInterval(statsTimer);
     statsTimer = null;
     if (retryTimer) window.clearTimeout(retryTimer);
@@ -476,6 +509,7 @@
     setState("done");
     ui.doneText.textContent = text;
     ui.done.hidden = false;
+    ui.done.querySelector("a").focus();
     announce(text);
   }
 
@@ -492,21 +526,21 @@
     });
   });
 
-  /* Mute and camera: the track stays (no renegotiation), only disabled; the others are told. */
-  function toggle(button, kind, on, off) {
+  /* Mute and camera: toggle buttons with a fixed name ("Mute", "Turn camera off") whose pressed state says
+     whether it is in effect. The track stays (no renegotiation), only disabled; the others are told. */
+  function toggle(button, kind) {
     button.addEventListener("click", function () {
       var disabled = button.getAttribute("aria-pressed") !== "true";
       if (kind === "audio") muted = disabled; else cameraOff = disabled;
       var mine = track(kind);
       if (mine) mine.enabled = !disabled;
       button.setAttribute("aria-pressed", String(disabled));
-      button.textContent = t(disabled ? on : off);
       send({ type: "media_state", muted: muted, camera: !cameraOff });
     });
   }
 
-  toggle(ui.mute, "audio", "unmute", "mute");
-  toggle(ui.camera, "video", "camera_start", "camera_stop");
+  toggle(ui.mute, "audio");
+  toggle(ui.camera, "video");
 
   if (ui.end) {
     ui.end.addEventListener("click", function () {
