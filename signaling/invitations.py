@@ -160,9 +160,10 @@ def guest_context(ctx: AuditContext) -> AuditContext:
 
 
 async def redeem(session: AsyncSession, *, token: str, name: str, relation: GuestRelation, ctx: AuditContext,
-                 now: dt.datetime) -> str | None:
+                 now: dt.datetime, recording_acknowledged: bool = False) -> str | None:
     """Claim the link for this browser: the guest's name and relation are kept and a new pass (returned, to be
-    kept by the browser) is bound to it. None if the link is unknown, revoked, expired or already redeemed."""
+    kept by the browser) is bound to it. None if the link is unknown, revoked, expired or already redeemed. The
+    audit entry records whether the guest acknowledged that the consultation is recorded."""
     guest_pass = secrets.token_urlsafe(32)
     claimed = await session.execute(
         update(CallInvitation)
@@ -177,7 +178,8 @@ async def redeem(session: AsyncSession, *, token: str, name: str, relation: Gues
         Consultation.id == invitation.consultation_id))
     await audit.record(session, ctx=guest_context(ctx), action="call.invitation_redeemed",
                        object_type="consultation", object_id=invitation.consultation_id,
-                       subject_patient_id=patient_id, detail=_audit_detail(invitation), now=now)
+                       subject_patient_id=patient_id,
+                       detail={**_audit_detail(invitation), "recording_acknowledged": recording_acknowledged}, now=now)
     return guest_pass
 
 

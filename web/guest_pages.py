@@ -106,7 +106,8 @@ async def guest_submit(request: web.Request) -> web.Response:
     now = utcnow()
     async with tx(request) as db:
         guest_pass = await invitations.redeem(db, token=token, name=guest.name, relation=guest.relation,
-                                              ctx=audit_context(request), now=now)
+                                              ctx=audit_context(request), now=now,
+                                              recording_acknowledged=form.get("recorded") == "on")
     if guest_pass is None:  # another browser was quicker, or the link was revoked meanwhile
         raise await _unavailable(request, "used")
     response = web.HTTPSeeOther(request.path)

@@ -153,6 +153,9 @@ async def test_call_invitations_guest_joins_the_call_and_chats(
     joined_entry = next(e for e in entries if e.action == "call.joined" and e.actor_role == "guest")
     assert joined_entry.detail is not None
     assert joined_entry.detail["relation"] == "interpreter"
+    redeemed_entry = next(e for e in entries if e.action == "call.invitation_redeemed")
+    assert redeemed_entry.detail is not None
+    assert redeemed_entry.detail["recording_acknowledged"] is True  # what the guest agreed to is on record
     assert all(GUEST["name"] not in str(entry.detail) for entry in entries)  # the log never names the guest
 
 
