@@ -8,7 +8,8 @@ import re
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -738,3 +739,18 @@ async def test_static_files_are_served(client: TestClient) -> None:
     assert "createOscillator" in await script.text()
     style = await client.get("/static/patient.css")
     assert style.status == 200
+
+
+async def test_screening_page_offers_a_time_just_after_midnight_in_the_physicians_zone(
+        open_clinic: dict[str, Any]) -> None:
+    """A slot at 01:00 in Moscow is on the previous day in UTC: the page must still find it free (it once looked
+    for it on the UTC day and said it was taken)."""
+    client = open_clinic["client"]
+    link = await screening_link(client)
+    query = parse_qs(urlsplit(link).query)
+    moscow = ZoneInfo("Europe/Moscow")
+    night = dt.datetime.combine(dt.datetime.now(moscow).date() + dt.timedelta(days=2), dt.time(1, 0), moscow)
+    query["starts_at"] = [night.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")]
+    screening = await page(client, "/book/screening?" + urlencode({k: v[0] for k, v in query.items()}))
+    assert "What is your temperature now?" in screening
+    assert "This time is no longer free" not in screening

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -123,7 +124,9 @@ async def _choice(session: AsyncSession, params: Mapping[str, str]) -> Choice | 
 
 
 async def _still_free(session: AsyncSession, request: web.Request, choice: Choice) -> bool:
-    day = choice.starts_at.date()
+    """Whether the chosen time is still offered. The slot search takes the physician's local dates, so the day is
+    the physician's (a slot at 00:00 in Moscow falls on the previous day in UTC)."""
+    day = choice.starts_at.astimezone(ZoneInfo(choice.physician.time_zone)).date()
     found = await availability.free_slots(session, now=utcnow(), weeks=request.app[keys.settings].booking_weeks_ahead,
                                           physician_id=choice.physician.id, date_from=day, date_to=day, limit=1000)
     return any(slot.starts_at == choice.starts_at for slot in found)

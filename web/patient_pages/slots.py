@@ -36,8 +36,9 @@ async def free_slot_page(session: AsyncSession, request: web.Request, *, physici
                          after: dt.datetime | None = None) -> tuple[list[FreeSlot], bool]:
     """One page of free slots (those after `after`, for "later times") and whether more follow."""
     settings = request.app[keys.settings]
-    if after is not None:
-        date_from = max(date_from, after.date()) if date_from else after.date()
+    if after is not None:  # the search takes physicians' local dates: a day early covers every zone; see below
+        earliest = (after - dt.timedelta(days=1)).date()
+        date_from = max(date_from, earliest) if date_from else earliest
     found = await availability.free_slots(session, now=utcnow(), weeks=settings.booking_weeks_ahead,
                                           physician_id=physician_id, specialty=specialty, date_from=date_from,
                                           date_to=date_to, limit=100_000 if after else SLOTS_PER_PAGE + 1)
