@@ -13,7 +13,7 @@ import random
 import uuid
 
 import aioice.ice
-from aiortc import RTCSessionDescription, rtcrtpreceiver
+from aiortc import rtcrtpreceiver
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import is_rtcp
@@ -26,7 +26,7 @@ async def _measure(*, stock_audio_buffer: bool) -> tuple[float, float, float]:
     """(share of packets dropped, of audio frames missing, of video frames missing) at the other side."""
     from media import passthrough
     from media.calls import LocalMediaEngine
-    from tests.integration.test_media_passthrough import _client
+    from tests.integration.test_media_passthrough import _client, join_call
 
     engine = LocalMediaEngine(ice_servers=lambda peer_id: [])
     engine.start()
@@ -49,11 +49,7 @@ async def _measure(*, stock_audio_buffer: bool) -> tuple[float, float, float]:
     a, b = _client(shade=90, pitch=330.0), _client(shade=170, pitch=440.0)
     try:
         for peer_id, role, client in (("a", "physician", a), ("b", "patient", b)):
-            await call.add_peer(peer_id, role)
-            await client.pc.setLocalDescription(await client.pc.createOffer())
-            answer = await call.answer(peer_id, client.pc.localDescription.sdp)
-            await client.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
-            client.start_receiving()
+            await join_call(call, client, peer_id, role)
         await asyncio.sleep(3)
         lossy.update(transceiver.sender.transport for transceiver in a.pc.getTransceivers())
         sent = {kind: len(getattr(a, kind).sent) for kind in ("audio", "video")}

@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from aiortc import RTCSessionDescription
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import is_rtcp
 
@@ -20,6 +19,7 @@ from media.calls import LocalMediaEngine
 from tests.integration.test_media_passthrough import (
     _client,
     _until,
+    join_call,
     loopback_only,  # noqa: F401  # the fixture
 )
 
@@ -65,11 +65,7 @@ async def test_loss_on_a_link_costs_the_other_side_only_the_lost_packets(lossy_l
     a, b = _client(shade=90, pitch=330.0), _client(shade=170, pitch=440.0)
     try:
         for peer_id, role, client in (("a", "physician", a), ("b", "patient", b)):
-            await call.add_peer(peer_id, role)
-            await client.pc.setLocalDescription(await client.pc.createOffer())
-            answer = await call.answer(peer_id, client.pc.localDescription.sdp)
-            await client.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
-            client.start_receiving()
+            await join_call(call, client, peer_id, role)
         await _until(lambda: len(b.received["audio"]) >= 50 and len(b.received["video"]) >= 15, "A's media at B")
 
         lossy_link.transports.update(t.sender.transport for t in a.pc.getTransceivers())

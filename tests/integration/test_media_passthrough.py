@@ -15,11 +15,12 @@ import struct
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import aioice.ice
 import av
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.mediastreams import VIDEO_TIME_BASE, MediaStreamError, MediaStreamTrack
 
 from media import passthrough
@@ -185,6 +186,16 @@ def _client(shade: int, pitch: float, configuration: RTCConfiguration | None = N
         client.transceivers[source.kind] = transceiver
     passthrough.on_keyframe_request(client.transceivers["video"].sender, client.video.request_keyframe)
     return client
+
+
+async def join_call(call: Any, client: Client, peer_id: str, role: str) -> None:
+    """The client joins a `media.calls.MediaCall` as a browser would (its offer, the call's answer) and starts
+    collecting what it receives."""
+    await call.add_peer(peer_id, role)
+    await client.pc.setLocalDescription(await client.pc.createOffer())
+    answer = await call.answer(peer_id, client.pc.localDescription.sdp)
+    await client.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+    client.start_receiving()
 
 
 async def _collect(track: MediaStreamTrack, into: list[Received]) -> None:
