@@ -111,6 +111,16 @@ async def _guest_seat(session: AsyncSession, *, invitation: CallInvitation, cons
                 invitation.guest_name or "", may_record, invitation_id=invitation.id)
 
 
+async def record_refused(session: AsyncSession, *, seat: Seat, code: str, ctx: AuditContext,
+                         now: dt.datetime) -> None:
+    """The ticket was good (`call.joined` is written when it is redeemed) but the room turned the seat away
+    (`call_full`, `media_capacity`, `media_failed`): the log says so, so that it never shows a join that was not."""
+    actor = None if seat.invitation_id is not None else seat.user_id  # a guest has no account
+    await audit.record(session, ctx=AuditContext(actor, seat.role.value, ctx.request_id, ctx.ip_hash),
+                       action="call.join_refused", object_type="consultation", object_id=seat.consultation_id,
+                       subject_patient_id=seat.patient_id, detail={"role": seat.role.value, "code": code}, now=now)
+
+
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 

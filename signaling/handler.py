@@ -149,8 +149,15 @@ async def _run(request: web.Request, ws: web.WebSocketResponse, connection: Sock
             seat = await calls.take_seat(session, token=join.ticket, consultation_id=join.consultation_id, ctx=ctx,
                                          now=utcnow(), window=services.JoinWindow.from_settings(settings),
                                          consent_policy=app[keys.consent].policy)
+    except Refused as refused:
+        connection.send(messages.error(refused.code, refused.message))
+        connection.close(refused.close_code, refused.code)
+        return
+    try:
         room, participant = await app[keys.calls].attach(seat, connection)
     except Refused as refused:
+        async with transaction(app[keys.sessions]) as session:
+            await calls.record_refused(session, seat=seat, code=refused.code, ctx=ctx, now=utcnow())
         connection.send(messages.error(refused.code, refused.message))
         connection.close(refused.close_code, refused.code)
         return

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from server import keys
+from server.audit.models import AuditEntry
 from tests.integration.test_signaling_call import (
     another_consultation,
     join,
@@ -63,6 +65,10 @@ async def test_call_started_meanwhile_takes_the_last_place_and_the_socket_says_t
     await late.send({"type": "join", "consultation_id": second, "ticket": late_ticket})
     assert await late.closed() == 1013  # RFC 6455: try again later
     assert [event["code"] for event in late.of("error")] == ["media_capacity"]
+    async with client.app[keys.read_sessions]() as session:
+        refusal = (await session.scalars(select(AuditEntry).where(AuditEntry.action == "call.join_refused"))).one()
+    assert refusal.detail == {"role": "physician", "code": "media_capacity"}
+    assert str(refusal.actor_user_id) == doctor.user_id
     assert not first_call.of("participant_joined")  # the refused call never came near the other one
     assert client.app[keys.calls].room(uuid.UUID(second)) is None
     await first_call.close()

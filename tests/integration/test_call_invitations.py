@@ -402,6 +402,12 @@ async def test_call_invitations_a_second_guest_waits_until_the_first_has_left(
         await relative.send({"type": "join", "consultation_id": consultation, "ticket": tickets[1]["ticket"]})
         assert await relative.closed() == 4403  # a call holds one guest at a time
         assert [event["code"] for event in relative.of("error")] == ["call_full"]
+        async with client.app[keys.read_sessions]() as session:
+            refusal = (await session.scalars(select(AuditEntry).where(
+                AuditEntry.action == "call.join_refused"))).one()  # the log never shows a join that was not
+        assert refusal.detail == {"role": "guest", "code": "call_full"}
+        assert refusal.actor_role == "guest"
+        assert refusal.actor_user_id is None
 
         await interpreter.send({"type": "leave"})
         assert await interpreter.closed() == 1000
