@@ -41,8 +41,9 @@ SCREENSHOTS = Path("/tmp")  # noqa: S108  # e2e-call-*.png: a fixed place to loo
 DEVICE = {"camera": True, "microphone": True, "speaker": True, "browser": "Chromium"}
 
 
-async def _admitted_consultation(database_url: str, data_dir: Path) -> str:
-    """A patient with signed consents, booked into the next slot, checked in and let in by the physician."""
+async def _admitted_consultation(database_url: str, data_dir: Path, *, admitted: bool = True) -> str:
+    """A patient with signed consents, booked into the next slot, checked in and (unless told not to) let in by
+    the physician."""
     engine = create_engine(database_url, null_pool=True)
     ctx, now = AuditContext(actor_role="test"), utcnow()
     questionnaires = load_questionnaires()
@@ -68,6 +69,8 @@ async def _admitted_consultation(database_url: str, data_dir: Path) -> str:
                                               ctx=ctx, now=now, windows=windows, consent_policy=setup.policy)
             assert isinstance(checked, Consultation)
             as_physician = services.Viewer(physician.user_id, Role.physician, physician_id=physician.id)
+            if not admitted:
+                return str(booked.id)
             await services.admit(session, consultation_id=booked.id, viewer=as_physician, ctx=ctx, now=now,
                                  consent_policy=setup.policy)
             return str(booked.id)
@@ -207,3 +210,33 @@ def test_physician_and_patient_hold_a_video_consultation_with_an_invited_interpr
         expect(page.locator("[data-call]")).to_have_attribute("data-state", "done")
     expect(patient.get_by_test_id("done")).to_contain_text("Консультация завершена")
     assert _status_now(database_url, consultation) is ConsultationStatus.completed
+
+
+@pytest.mark.e2e
+def test_a_guest_who_comes_before_the_call_starts_waits_and_is_connected_when_it_does(
+        live_server: str, database_url: str, three_browsers: tuple[BrowserContext, BrowserContext, BrowserContext],
+        tmp_path: Path) -> None:
+    base = live_server
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API keeps a loop in this thread
+        consultation = pool.submit(lambda: asyncio.run(
+            _admitted_consultation(database_url, tmp_path / "seed", admitted=False))).result()
+    physician_context, _, guest_context = three_browsers
+    doctor = physician_context.new_page()
+    _sign_in(doctor, base, DOCTOR_EMAIL)
+    doctor.goto(f"{base}/clinic/consultations/{consultation}")
+    doctor.get_by_test_id("invite").click()
+    link = doctor.get_by_test_id("invitation-link").input_value()
+
+    relative = guest_context.new_page()
+    relative.goto(link)
+    relative.locator('input[name="name"]').fill("Pavel Relative")
+    relative.locator('select[name="relation"]').select_option("family")
+    relative.get_by_test_id("recorded").check()
+    relative.get_by_test_id("guest-submit").click()
+    relative.get_by_test_id("join").click()
+    expect(relative.locator("[data-call]")).to_have_attribute("data-state", "waiting")  # not let in yet
+    expect(relative.get_by_test_id("banner")).to_contain_text("has not started yet")
+
+    doctor.get_by_test_id("admit").click()  # the physician lets the patient in: the call may start
+    expect(relative.locator("[data-call]")).to_have_attribute("data-state", "in_call", timeout=20_000)
+    expect(relative.get_by_test_id("banner")).to_be_hidden()
