@@ -65,13 +65,10 @@ class Encoded:
 
 
 def _loopback_only() -> None:
-    """Host candidates on 127.0.0.1 only: aioice leaves loopback out by itself (see the passthrough tests)."""
-    import aioice.ice
+    """ICE on 127.0.0.1 only, in this process (media.loopback; aioice leaves loopback out by itself)."""
+    from media import loopback
 
-    def loopback(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        return ["127.0.0.1"]
-
-    aioice.ice.get_host_addresses = loopback
+    loopback.pin()
 
 
 def encode_sources() -> Encoded:

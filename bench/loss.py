@@ -12,11 +12,12 @@ import asyncio
 import random
 import uuid
 
-import aioice.ice
 from aiortc import rtcrtpreceiver
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import is_rtcp
+
+from media import loopback
 
 LOSS = 0.02
 SECONDS = 20.0
@@ -70,7 +71,7 @@ async def _measure(*, stock_audio_buffer: bool) -> tuple[float, float, float]:
 
 
 def bench_loss() -> None:
-    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+    loopback.pin()
     for label, stock in (("aiortc's audio jitter buffer", True), ("passthrough audio buffer", False)):
         dropped, audio, video = asyncio.run(_measure(stock_audio_buffer=stock))
         print(f"{'loss ' + f'{LOSS:.0%}' + ', ' + label:<48} packets dropped {dropped:5.1%}, audio frames missing "

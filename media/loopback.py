@@ -15,7 +15,7 @@ from typing import Any
 import aioice.ice
 
 LOOPBACK = "127.0.0.1"
-_pinned: dict[str, Any] = {}
+_pinned: dict[str, tuple[object, object]] = {}  # attribute name: (its owner, aioice's original)
 
 
 def _is_loopback(host: str) -> bool:
@@ -29,14 +29,11 @@ def _loopback_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
     return [LOOPBACK]
 
 
-def pin() -> None:
-    """Pin this process's ICE to 127.0.0.1 (idempotent)."""
-    if _pinned:
-        return
+def patches() -> list[tuple[object, str, object]]:
+    """What pinning changes: (target, attribute, replacement) triples over aioice's originals. Tests apply them
+    with `monkeypatch.setattr`, which undoes them; `pin()` applies them for a whole process."""
     connection = aioice.ice.Connection
     add_remote, request_received = connection.add_remote_candidate, connection.request_received
-    _pinned.update(get_host_addresses=aioice.ice.get_host_addresses, add_remote_candidate=add_remote,
-                   request_received=request_received)
 
     async def add_remote_candidate(self: aioice.ice.Connection, candidate: aioice.Candidate | None) -> None:
         if candidate is not None and not _is_loopback(candidate.host):
@@ -44,23 +41,30 @@ def pin() -> None:
         await add_remote(self, candidate)
 
     def request_received_on_loopback(self: aioice.ice.Connection, message: Any, addr: tuple[str, int],
-                                   protocol: Any) -> None:
+                                     protocol: Any) -> None:
         if not _is_loopback(addr[0]):
             return
         request_received(self, message, addr, protocol)
 
-    aioice.ice.get_host_addresses = _loopback_host_addresses
-    connection.add_remote_candidate = add_remote_candidate  # type: ignore[method-assign,assignment]
-    connection.request_received = request_received_on_loopback  # type: ignore[method-assign]
+    return [(aioice.ice, "get_host_addresses", _loopback_host_addresses),
+            (connection, "add_remote_candidate", add_remote_candidate),
+            (connection, "request_received", request_received_on_loopback)]
+
+
+def pin() -> None:
+    """Pin this process's ICE to 127.0.0.1 (idempotent)."""
+    if _pinned:
+        return
+    for target, name, replacement in patches():
+        _pinned[name] = (target, getattr(target, name))
+        setattr(target, name, replacement)
 
 
 def unpin() -> None:
     """Undo `pin` (tests that pin and unpin within one process)."""
-    if not _pinned:
-        return
-    aioice.ice.get_host_addresses = _pinned.pop("get_host_addresses")
-    aioice.ice.Connection.add_remote_candidate = _pinned.pop("add_remote_candidate")  # type: ignore[method-assign]
-    aioice.ice.Connection.request_received = _pinned.pop("request_received")  # type: ignore[method-assign]
+    while _pinned:
+        name, (target, original) = _pinned.popitem()
+        setattr(target, name, original)
 
 
 def is_pinned() -> bool:

@@ -1,8 +1,8 @@
 """Two aiortc clients and the server's two peers, all on 127.0.0.1: media is forwarded encoded, byte for byte.
 
-Keeping media on loopback: aioice gathers host candidates from `aioice.ice.get_host_addresses()`, which leaves
-127.0.0.1 out; the `loopback_only` fixture makes it answer ["127.0.0.1"] (and the test checks that every
-candidate in every SDP is 127.0.0.1). With no ICE servers (aiortc's default is a public STUN server) there are
+Keeping media on loopback: aioice leaves 127.0.0.1 out of its host candidates; the `loopback_only` fixture applies
+media.loopback's pin (127.0.0.1 only, other addresses neither contacted nor answered) for the test, and the test
+checks that every candidate in every SDP is 127.0.0.1. With no ICE servers (aiortc's default is a public STUN server) there are
 no other candidates, and sockets bound to 127.0.0.1 cannot reach any other address.
 """
 
@@ -17,13 +17,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import aioice.ice
 import av
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.mediastreams import VIDEO_TIME_BASE, MediaStreamError, MediaStreamTrack
 
-from media import passthrough
+from media import loopback, passthrough
 from media.forwarding import PASSTHROUGH_MIME_TYPES, ForwardedTrack, FrameSink, Relay, add_passthrough_transceiver
 
 pytestmark = pytest.mark.slow
@@ -263,12 +262,9 @@ def _assert_forwarded_unchanged(received: list[Received], sent: list[Sent], *, m
 
 @pytest.fixture
 def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """ICE host candidates on 127.0.0.1 only (aioice never offers it by itself); see the module docstring."""
-
-    def loopback(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        return ["127.0.0.1"]
-
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", loopback)
+    """ICE on 127.0.0.1 only (aioice never offers it by itself); see the module docstring."""
+    for target, name, replacement in loopback.patches():
+        monkeypatch.setattr(target, name, replacement)
 
 
 @pytest.fixture

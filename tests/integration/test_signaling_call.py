@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import aioice.ice
 import pytest
 from aiohttp.test_utils import TestClient
 from aiortc import RTCSessionDescription
 from sqlalchemy import select
 
-from media import passthrough
+from media import loopback, passthrough
 from server import keys
 from server.db.base import utcnow
 from server.db.engine import transaction
@@ -51,12 +50,10 @@ TIMEOUT = 10.0
 
 
 def keep_ice_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
-    """ICE host candidates on 127.0.0.1 only, for the server's peers and the test's clients alike."""
-
-    def loopback(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        return ["127.0.0.1"]
-
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", loopback)
+    """ICE on 127.0.0.1 only, for the server's peers and the test's clients alike (media.loopback's pin, undone
+    after the test)."""
+    for target, name, replacement in loopback.patches():
+        monkeypatch.setattr(target, name, replacement)
 
 
 def origin(client: TestClient) -> str:
