@@ -123,6 +123,28 @@ def _sign_in(page: Page, base: str, email: str) -> None:
     page.wait_for_url(f"{base}/")
 
 
+def _seeded(database_url: str, tmp_path: Path, *, admitted: bool = True) -> str:
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API keeps a loop in this thread
+        return pool.submit(lambda: asyncio.run(
+            _admitted_consultation(database_url, tmp_path / "seed", admitted=admitted))).result()
+
+
+def _invited_guest(doctor: Page, base: str, consultation: str, guest: BrowserContext, *, name: str,
+                   relation: str) -> Page:
+    """The physician invites from the consultation's page; the guest opens the link, says who they are, clicks
+    Join: their call page."""
+    doctor.goto(f"{base}/clinic/consultations/{consultation}")
+    doctor.get_by_test_id("invite").click()
+    page = guest.new_page()
+    page.goto(doctor.get_by_test_id("invitation-link").input_value())
+    page.locator('input[name="name"]').fill(name)
+    page.locator('select[name="relation"]').select_option(relation)
+    page.get_by_test_id("recorded").check()
+    page.get_by_test_id("guest-submit").click()
+    page.get_by_test_id("join").click()
+    return page
+
+
 def _frames_decoded(page: Page) -> int:
     return int(page.get_by_test_id("quality").get_attribute("data-frames-decoded") or 0)
 
@@ -141,9 +163,7 @@ def test_physician_and_patient_hold_a_video_consultation_with_an_invited_interpr
         live_server: str, database_url: str, three_browsers: tuple[BrowserContext, BrowserContext, BrowserContext],
         tmp_path: Path) -> None:
     base = live_server
-    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API keeps a loop in this thread
-        consultation = pool.submit(lambda: asyncio.run(_admitted_consultation(database_url, tmp_path / "seed"))
-                                   ).result()
+    consultation = _seeded(database_url, tmp_path)
     physician_context, patient_context, guest_context = three_browsers
 
     doctor = physician_context.new_page()
@@ -181,17 +201,8 @@ def test_physician_and_patient_hold_a_video_consultation_with_an_invited_interpr
     expect(patient.get_by_test_id("chat-log")).to_contain_text("Меня слышно?")
 
     # The physician invites an interpreter: a link, opened in a third browser, a name and a relation, the call.
-    invite_page = physician_context.new_page()
-    invite_page.goto(f"{base}/clinic/consultations/{consultation}")
-    invite_page.get_by_test_id("invite").click()
-    link = invite_page.get_by_test_id("invitation-link").input_value()
-    interpreter = guest_context.new_page()
-    interpreter.goto(link)
-    interpreter.locator('input[name="name"]').fill("Olga Translator")
-    interpreter.locator('select[name="relation"]').select_option("interpreter")
-    interpreter.get_by_test_id("recorded").check()
-    interpreter.get_by_test_id("guest-submit").click()
-    interpreter.get_by_test_id("join").click()
+    interpreter = _invited_guest(physician_context.new_page(), base, consultation, guest_context,
+                                 name="Olga Translator", relation="interpreter")
     expect(interpreter.locator("[data-call]")).to_have_attribute("data-state", "in_call")
     _sees_video(interpreter, "remote-video")  # the physician
     _sees_video(interpreter, "remote-video-2")  # the patient
@@ -217,23 +228,11 @@ def test_a_guest_who_comes_before_the_call_starts_waits_and_is_connected_when_it
         live_server: str, database_url: str, three_browsers: tuple[BrowserContext, BrowserContext, BrowserContext],
         tmp_path: Path) -> None:
     base = live_server
-    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API keeps a loop in this thread
-        consultation = pool.submit(lambda: asyncio.run(
-            _admitted_consultation(database_url, tmp_path / "seed", admitted=False))).result()
+    consultation = _seeded(database_url, tmp_path, admitted=False)
     physician_context, _, guest_context = three_browsers
     doctor = physician_context.new_page()
     _sign_in(doctor, base, DOCTOR_EMAIL)
-    doctor.goto(f"{base}/clinic/consultations/{consultation}")
-    doctor.get_by_test_id("invite").click()
-    link = doctor.get_by_test_id("invitation-link").input_value()
-
-    relative = guest_context.new_page()
-    relative.goto(link)
-    relative.locator('input[name="name"]').fill("Pavel Relative")
-    relative.locator('select[name="relation"]').select_option("family")
-    relative.get_by_test_id("recorded").check()
-    relative.get_by_test_id("guest-submit").click()
-    relative.get_by_test_id("join").click()
+    relative = _invited_guest(doctor, base, consultation, guest_context, name="Pavel Relative", relation="family")
     expect(relative.locator("[data-call]")).to_have_attribute("data-state", "waiting")  # not let in yet
     expect(relative.get_by_test_id("banner")).to_contain_text("has not started yet")
 
