@@ -37,7 +37,7 @@ from tests.integration.test_signaling_call import (
     join,
     keep_ice_on_loopback,
     live_clinic,
-    open_socket,
+    present,
 )
 from tests.scheduling_helpers import booked_clinic
 
@@ -121,8 +121,7 @@ async def test_call_invitations_guest_joins_the_call_and_chats(
         assert answer["ws_url"].endswith("/api/v1/signaling")
 
         doctor = await join(client, clinic["doctor"], consultation)
-        socket = await open_socket(client)
-        await socket.send({"type": "join", "consultation_id": consultation, "ticket": answer["ticket"]})
+        socket = await present(client, consultation, answer["ticket"])
         joined = await socket.expect("joined")
         assert joined["role"] == "guest"
         arrived = await doctor.expect("participant_joined")
@@ -221,8 +220,7 @@ async def test_call_invitations_revoked_and_expired_links_are_refused(
         refused = await guest_ticket(guest, used)
         assert refused.status == 410
         assert (await refused.json())["code"] == "invitation_gone"
-        socket = await open_socket(client)
-        await socket.send({"type": "join", "consultation_id": consultation, "ticket": ticket})
+        socket = await present(client, consultation, ticket)
         error = await socket.expect("error")
         assert error["code"] == "invitation_gone"
         assert await socket.closed() == 4403
@@ -394,12 +392,10 @@ async def test_call_invitations_a_second_guest_waits_until_the_first_has_left(
         assert (await redeem(second, second_path, name="Second Relative", relation="family")).status == 303
         tickets = [await (await guest_ticket(guest, path)).json() for guest, path in
                    ((first, first_path), (second, second_path), (second, second_path))]
-        interpreter = await open_socket(client)
-        await interpreter.send({"type": "join", "consultation_id": consultation, "ticket": tickets[0]["ticket"]})
+        interpreter = await present(client, consultation, tickets[0]["ticket"])
         await interpreter.expect("joined")
 
-        relative = await open_socket(client)
-        await relative.send({"type": "join", "consultation_id": consultation, "ticket": tickets[1]["ticket"]})
+        relative = await present(client, consultation, tickets[1]["ticket"])
         assert await relative.closed() == 4403  # a call holds one guest at a time
         assert [event["code"] for event in relative.of("error")] == ["call_full"]
         async with client.app[keys.read_sessions]() as session:
@@ -411,8 +407,7 @@ async def test_call_invitations_a_second_guest_waits_until_the_first_has_left(
 
         await interpreter.send({"type": "leave"})
         assert await interpreter.closed() == 1000
-        again = await open_socket(client)
-        await again.send({"type": "join", "consultation_id": consultation, "ticket": tickets[2]["ticket"]})
+        again = await present(client, consultation, tickets[2]["ticket"])
         joined = await again.expect("joined")
         assert joined["role"] == "guest"
         await again.close()
@@ -428,8 +423,7 @@ async def test_call_invitations_revoking_removes_the_guest_from_the_call(
         assert (await redeem(guest, path)).status == 303
         ticket = (await (await guest_ticket(guest, path)).json())["ticket"]
         doctor = await join(client, clinic["doctor"], consultation)
-        socket = await open_socket(client)
-        await socket.send({"type": "join", "consultation_id": consultation, "ticket": ticket})
+        socket = await present(client, consultation, ticket)
         await socket.expect("joined")
         arrived = await doctor.expect("participant_joined")
 

@@ -2,8 +2,8 @@
 
 Keeping media on loopback: aioice leaves 127.0.0.1 out of its host candidates; the `loopback_only` fixture applies
 media.loopback's pin (127.0.0.1 only, other addresses neither contacted nor answered) for the test, and the test
-checks that every candidate in every SDP is 127.0.0.1. With no ICE servers (aiortc's default is a public STUN server) there are
-no other candidates, and sockets bound to 127.0.0.1 cannot reach any other address.
+checks that every candidate in every SDP is 127.0.0.1. With no ICE servers (aiortc's default is a public STUN
+server) there are no other candidates, and sockets bound to 127.0.0.1 cannot reach any other address.
 """
 
 from __future__ import annotations

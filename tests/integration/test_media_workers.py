@@ -32,6 +32,7 @@ from tests.integration.test_signaling_call import (
     joined_pair,
     keep_ice_on_loopback,
     live_clinic,
+    physician_ends,
     status_of,
     stop_media,
 )
@@ -87,10 +88,7 @@ async def test_media_workers_carry_a_call_byte_for_byte_in_another_process(
                      "20 video and 40 audio frames at each client")
         stats = await worker_stats(engine)
         assert stats[media.worker.worker_id]["peers"] == 2
-        await doctor.send({"type": "end"})
-        for socket in (doctor, patient):
-            assert (await socket.expect("ended"))["reason"] == "ended_by_physician"
-            assert await socket.closed() == 1000
+        await physician_ends(doctor, patient)
     finally:
         await stop_media(a)
         await stop_media(b)

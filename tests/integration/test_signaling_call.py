@@ -118,13 +118,26 @@ async def get_ticket(client: TestClient, account: Account, consultation: str) ->
     return str((await response.json())["ticket"])
 
 
-async def join(client: TestClient, account: Account, consultation: str) -> Socket:
-    """Ticket, socket, `join`: the participant is in the room."""
-    ticket = await get_ticket(client, account, consultation)
+async def present(client: TestClient, consultation: str, ticket: str) -> Socket:
+    """A socket that has sent `join` with this ticket (what comes back is the caller's to expect)."""
     socket = await open_socket(client)
     await socket.send({"type": "join", "consultation_id": consultation, "ticket": ticket})
+    return socket
+
+
+async def join(client: TestClient, account: Account, consultation: str) -> Socket:
+    """Ticket, socket, `join`: the participant is in the room."""
+    socket = await present(client, consultation, await get_ticket(client, account, consultation))
     await socket.expect("joined")
     return socket
+
+
+async def physician_ends(doctor: Socket, *others: Socket) -> None:
+    """The physician ends the consultation: everyone gets `ended` and the server closes each socket (1000)."""
+    await doctor.send({"type": "end"})
+    for socket in (doctor, *others):
+        assert (await socket.expect("ended"))["reason"] == "ended_by_physician"
+        assert await socket.closed() == 1000
 
 
 async def connect_media(socket: Socket, *, shade: int, pitch: float, answers: int = 1,
@@ -281,10 +294,7 @@ async def test_signaling_call_forwards_media_unchanged_relays_keyframes_and_ends
         # Only the physician ends the consultation.
         await patient.send({"type": "end"})
         assert (await patient.expect("error"))["code"] == "cannot_end"
-        await doctor.send({"type": "end"})
-        for socket in (doctor, patient):
-            assert (await socket.expect("ended"))["reason"] == "ended_by_physician"
-            assert await socket.closed() == 1000
+        await physician_ends(doctor, patient)
     finally:
         await stop_media(a)
         await stop_media(b)
