@@ -199,8 +199,8 @@ class Relay:
         """Feed `track` (leaving its previous source) from the next keyframe on, and ask for that keyframe."""
         if track.kind != self.kind:
             raise ValueError(f"cannot forward {self.kind} into a {track.kind} track")
-        if track.source is self:
-            return
+        if track.source is self or track.readyState != "live":
+            return  # an ended track (a slot its browser did not offer) is read by nobody: no frames, no keyframes
         if track.source is not None:
             track.source.remove_output(track)
         self._outputs.append(track)

@@ -32,7 +32,6 @@ PATIENT_NOT_LET_IN = frozenset({ConsultationStatus.scheduled, ConsultationStatus
 N_ = i18n.N_
 #: What the page's script says, translated here so that the script carries no language of its own.
 SCRIPT_TEXTS = {
-    "connecting": N_("Connecting…"),
     "connected": N_("Connected"),
     "reconnecting": N_("Connection lost. Reconnecting…"),
     "waiting_other_physician": N_("Waiting for the physician to join…"),

@@ -406,4 +406,7 @@ async def test_forwarded_track_stop_ends_recv_and_leaves_the_relay() -> None:
     with pytest.raises(MediaStreamError):
         await pending
     assert relay.outputs == ()
+    relay.add_output(out)  # an ended track (a slot nobody reads) is never fed again, nor asks for keyframes
+    assert relay.outputs == ()
+    assert out.source is None
     await relay.stop()
