@@ -5,6 +5,7 @@ from server.audit import models as audit_models
 from server.auth import models as auth_models
 from server.db.base import Base
 from server.people import models as people_models
+from server.records import models as records_models  # noqa: F401  # imported for its tables, like the others
 from server.scheduling import models as scheduling_models
 from signaling import models as signaling_models
 

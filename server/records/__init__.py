@@ -1,0 +1,1 @@
+"""The medical record: the physician's consultation protocol (drafts, signed versions, their PDFs)."""
