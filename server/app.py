@@ -30,6 +30,7 @@ from server.http.routing import registered_endpoints
 from server.keyring import load_key_material
 from server.observability import create_metrics
 from server.people import api as people_api
+from server.records import api as records_api
 from server.scheduling import api as scheduling_api
 from server.scheduling import schedule_api
 from server.scheduling.live import WaitingRoomBus
@@ -40,7 +41,7 @@ from signaling import handler as signaling_handler
 log = structlog.get_logger("telemed.app")
 VERSION = "0.1.0"
 ROUTERS = (auth_api.router, people_api.router, audit_api.router, scheduling_api.router, schedule_api.router,
-           consent_api.router, signaling_api.router)
+           consent_api.router, signaling_api.router, records_api.router)
 _head_revision = web.AppKey("head_revision", str)
 _openapi: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 
