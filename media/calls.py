@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 import av
@@ -24,6 +25,8 @@ from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateErr
 from media import passthrough
 from media.forwarding import Relay
 from media.peer import OfferRejected, ServerPeer
+from media.recording.capture import CallRecorder, RecordingSpec
+from media.recording.storage import LocalStorage
 
 log = structlog.get_logger("telemed.media")
 
@@ -52,6 +55,10 @@ class MediaCall(Protocol):
 
     async def remove_peer(self, peer_id: str) -> None: ...
 
+    async def start_recording(self, spec: RecordingSpec, storage_root: str) -> None: ...
+
+    async def stop_recording(self, reason: str) -> None: ...
+
     async def close(self) -> None: ...
 
 
@@ -74,6 +81,7 @@ class LocalMediaCall:
         self._on_closed = on_closed
         self._peers: dict[str, ServerPeer] = {}
         self._sinks: list[CallFrameSink] = []
+        self._recorder: CallRecorder | None = None
         self._closed = False
 
     @property
@@ -119,6 +127,8 @@ class LocalMediaCall:
         if self._peers.get(peer_id) is not peer:  # removed while answering
             raise UnknownPeer(peer_id)
         for relay in relays:
+            if self._recorder is not None:
+                self._recorder.attach(peer_id, peer.role, relay.receiver, relay.kind)
             for sink in self._sinks:
                 self._attach_sink(peer_id, relay, sink)
             for other in self._others(peer_id):
@@ -138,14 +148,43 @@ class LocalMediaCall:
     async def remove_peer(self, peer_id: str) -> None:
         """Close the peer; the other peer's tracks wait for a new source (the participant may come back)."""
         peer = self._peers.pop(peer_id, None)
+        if self._recorder is not None:
+            self._recorder.detach(peer_id)
         if peer is not None:
             await peer.close()
 
+    @property
+    def recording(self) -> bool:
+        return self._recorder is not None
+
+    async def start_recording(self, spec: RecordingSpec, storage_root: str) -> None:
+        """Capture what every peer sends, from now on, into the recording's segments (media.recording.capture)."""
+        if self._closed:
+            raise UnknownPeer("the call is closed")
+        if self._recorder is not None:
+            if self._recorder.spec.recording_id == spec.recording_id:
+                return
+            await self.stop_recording("replaced")
+        self._recorder = CallRecorder(spec, LocalStorage(Path(storage_root)))
+        for peer in self._peers.values():
+            for kind, relay in peer.relays.items():
+                self._recorder.attach(peer.peer_id, peer.role, relay.receiver, kind)
+
+    async def stop_recording(self, reason: str) -> None:
+        """Complete every segment and write the end marker; returns once all of it is on disk."""
+        recorder, self._recorder = self._recorder, None
+        if recorder is not None:
+            await recorder.stop(reason)
+
     async def close(self) -> None:
-        """Close every peer. Idempotent."""
+        """Stop recording and close every peer. Idempotent."""
         if self._closed:
             return
         self._closed = True
+        try:
+            await self.stop_recording("call_closed")
+        except Exception:
+            log.exception("recording_stop_failed")
         peers, self._peers = list(self._peers.values()), {}
         await asyncio.gather(*(peer.close() for peer in peers), return_exceptions=True)
         self._on_closed(self)

@@ -170,6 +170,51 @@ def on_keyframe_request(sender: RTCRtpSender, handler: KeyframeRequestHandler) -
     return unhook
 
 
+RtpTap = Callable[[RtpPacket], None]
+RtcpTap = Callable[[AnyRtcpPacket], None]
+
+
+def tap_receiver(receiver: RTCRtpReceiver, on_rtp: RtpTap, on_rtcp: RtcpTap) -> Callable[[], None]:
+    """Show every RTP and RTCP packet routed to `receiver` (SRTP already removed, RTX not yet unwrapped) to the
+    taps before aiortc handles it; returns the untap. The recorder captures packets here, as they arrived, so
+    that reordering, retransmissions and loss are handled offline with the whole stream at hand.
+
+    A failing tap is logged, never raised into aiortc's packet handling. One tap per receiver.
+    """
+    original_rtp, original_rtcp = receiver._handle_rtp_packet, receiver._handle_rtcp_packet
+
+    async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
+        try:
+            on_rtp(packet)
+        except Exception:
+            log.exception("rtp_tap_failed")
+        await original_rtp(packet, arrival_time_ms)
+
+    async def handle_rtcp_packet(packet: AnyRtcpPacket) -> None:
+        try:
+            on_rtcp(packet)
+        except Exception:
+            log.exception("rtcp_tap_failed")
+        await original_rtcp(packet)
+
+    receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]  # per-instance hook
+    receiver._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
+
+    def untap() -> None:
+        if receiver.__dict__.get("_handle_rtp_packet") is handle_rtp_packet:
+            del receiver._handle_rtp_packet
+        if receiver.__dict__.get("_handle_rtcp_packet") is handle_rtcp_packet:
+            del receiver._handle_rtcp_packet
+
+    return untap
+
+
+def receiver_codecs(receiver: RTCRtpReceiver) -> list[RTCRtpCodecParameters]:
+    """The codecs `receiver` was started with (payload types, clock rates, RTX `apt`s): what a capture needs to
+    decode its packets later."""
+    return list(getattr(receiver, "_RTCRtpReceiver__codecs", {}).values())
+
+
 async def request_keyframe(receiver: RTCRtpReceiver) -> bool:
     """Ask the remote sender of `receiver`'s media for a keyframe (RTCP PLI); False if nothing was heard yet."""
     sources = [source.source for source in receiver.getSynchronizationSources()]
@@ -243,4 +288,18 @@ def check_aiortc_internals() -> None:
         and _parameters(RTCRtpReceiver._send_rtcp_pli) == ["self", "media_ssrc"],
         "aiortc.RTCRtpReceiver._send_rtcp_pli",
         "async _send_rtcp_pli(self, media_ssrc)",
+    )
+    _expect(
+        inspect.iscoroutinefunction(getattr(RTCRtpReceiver, "_handle_rtp_packet", None))
+        and _parameters(RTCRtpReceiver._handle_rtp_packet) == ["self", "packet", "arrival_time_ms"]
+        and inspect.iscoroutinefunction(getattr(RTCRtpReceiver, "_handle_rtcp_packet", None))
+        and _parameters(RTCRtpReceiver._handle_rtcp_packet) == ["self", "packet"],
+        "aiortc.RTCRtpReceiver._handle_rtp_packet / _handle_rtcp_packet",
+        "async _handle_rtp_packet(self, packet, arrival_time_ms) and async _handle_rtcp_packet(self, packet),"
+        " looked up on the receiver for each packet routed to it",
+    )
+    _expect(
+        "_RTCRtpReceiver__codecs" in getattr(getattr(RTCRtpReceiver.__init__, "__code__", None), "co_names", ()),
+        "aiortc.RTCRtpReceiver.__codecs",
+        "a dict of the receiver's RTCRtpCodecParameters by payload type, filled by receive()",
     )

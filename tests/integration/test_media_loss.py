@@ -28,9 +28,10 @@ WINDOW_SECONDS = 5.0
 
 
 class LossyLink:
-    """Drops every DROP_EVERY-th RTP packet sent over the transports it is given (RTCP passes)."""
+    """Drops every `every`-th RTP packet sent over the transports it is given (RTCP passes)."""
 
-    def __init__(self) -> None:
+    def __init__(self, every: int = DROP_EVERY) -> None:
+        self.every = every
         self.transports: set[RTCDtlsTransport] = set()
         self.seen = self.dropped = 0
         self._send = RTCDtlsTransport._send_rtp
@@ -41,7 +42,7 @@ class LossyLink:
         async def send_rtp(transport: RTCDtlsTransport, data: bytes) -> None:
             if transport in link.transports and not is_rtcp(data):
                 link.seen += 1
-                if link.seen % DROP_EVERY == 0:
+                if link.seen % link.every == 0:
                     link.dropped += 1
                     return
             await link._send(transport, data)

@@ -13,6 +13,7 @@ import fractions
 import math
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,7 @@ class Sent:
     pts: int
     keyframe: bool
     forced: bool = False
+    at: float = field(default_factory=time.time)  # when it was handed to the sender (capture time, in effect)
 
 
 @dataclass(frozen=True)
