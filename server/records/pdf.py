@@ -47,7 +47,7 @@ class ProtocolDocumentInput:
     version: int
     amendment_reason: str | None
     kind: str  # "primary" | "repeat"
-    starts_at: dt.datetime  # in the clinic's zone
+    starts_at: dt.datetime  # aware, in the clinic's zone: printed as its wall-clock time
     condition: str
     patient_name: str
     birth_date: dt.date

@@ -108,7 +108,7 @@ async def _document_input(session: AsyncSession, consultation: Consultation, pro
     return ProtocolDocumentInput(
         document_id=document_id, clinic_name=setup.clinic_name, language=language,
         version=protocol.signed_versions + 1, amendment_reason=protocol.draft_reason, kind=protocol.kind.value,
-        starts_at=consultation.starts_at.astimezone(setup.zone).replace(tzinfo=None),
+        starts_at=consultation.starts_at.astimezone(setup.zone),
         condition=condition.name(language) if condition else "", patient_name=patient_user.full_name,
         birth_date=patient.birth_date, physician_name=physician_user.full_name,
         physician_specialty=physician.specialty, physician_licence=physician.licence_number,
