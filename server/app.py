@@ -31,6 +31,7 @@ from server.keyring import load_key_material
 from server.observability import create_metrics
 from server.people import api as people_api
 from server.records import api as records_api
+from server.records import fhir_api
 from server.scheduling import api as scheduling_api
 from server.scheduling import schedule_api
 from server.scheduling.live import WaitingRoomBus
@@ -142,10 +143,11 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.router.add_get("/api/openapi.json", openapi)
     for router in ROUTERS:
         router.add_to(app)
+    fhir_api.setup(app)  # /fhir/R4: FHIR's own errors (OperationOutcome), so not an ApiRouter
 
     from web import pages  # the web shell sits above every domain; only the composition root wires it
 
     pages.setup(app)
     app[_openapi] = build_spec(registered_endpoints(app), title="Telemed API", version=VERSION,
-                               extra_paths=_ops_paths())
+                               extra_paths={**_ops_paths(), **fhir_api.openapi_paths()})
     return app
