@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import os
 import signal
@@ -38,6 +39,7 @@ from pydantic import BaseModel, Field, ValidationError
 from media import channel, loopback
 from media.calls import LocalMediaCall, LocalMediaEngine, NegotiationFailed, UnknownPeer
 from media.channel import BadMessage, Channel, ChannelError, FrameTooLarge
+from media.recording.capture import RecordingSpec
 
 log = structlog.get_logger("telemed.media.worker")
 
@@ -84,6 +86,17 @@ class _AddCandidate(_PeerParams):
     sdp_mline_index: int | None = Field(default=None, ge=0, le=64)
 
 
+class _StartRecording(_CallParams):
+    recording_id: str = _ID
+    data_key: str = Field(min_length=44, max_length=44)  # 32 bytes, base64
+    segment_seconds: float = Field(default=10.0, ge=1.0, le=60.0)
+    storage_root: str = Field(min_length=1, max_length=4096)
+
+
+class _StopRecording(_CallParams):
+    reason: str = Field(default="stopped", max_length=64)
+
+
 class RequestFailed(Exception):
     """A request the worker answers with an error (code and safe message), the connection going on."""
 
@@ -109,6 +122,8 @@ class WorkerService:
             "add_candidate": (_AddCandidate, self.add_candidate),
             "remove_peer": (_PeerParams, self.remove_peer),
             "close_call": (_CallParams, self.close_call),
+            "start_recording": (_StartRecording, self.start_recording),
+            "stop_recording": (_StopRecording, self.stop_recording),
             "stats": (_Params, self.stats),
             "ping": (_Params, self.ping),
         }
@@ -180,6 +195,19 @@ class WorkerService:
         call = self._calls.get(params.call_id)
         if call is not None:
             await call.remove_peer(params.peer_id)
+        return {}
+
+    async def start_recording(self, params: _StartRecording) -> dict[str, Any]:
+        try:
+            data_key = base64.b64decode(params.data_key, validate=True)
+        except ValueError:
+            raise RequestFailed(channel.BAD_MESSAGE, "data_key is not base64") from None
+        await self._call(params.call_id).start_recording(
+            RecordingSpec(params.recording_id, data_key, params.segment_seconds), params.storage_root)
+        return {}
+
+    async def stop_recording(self, params: _StopRecording) -> dict[str, Any]:
+        await self._call(params.call_id).stop_recording(params.reason)
         return {}
 
     async def close_call(self, params: _CallParams) -> dict[str, Any]:

@@ -12,6 +12,7 @@ browsers `media_failed`, and they rejoin), and the call's next `add_peer` opens 
 from __future__ import annotations
 
 import asyncio
+import base64
 import uuid
 from typing import Any, NoReturn
 
@@ -20,6 +21,7 @@ from aiortc import RTCIceServer
 
 from media import channel
 from media.calls import IceServersFor, NegotiationFailed, PeerStateListener, UnknownPeer
+from media.recording.capture import RecordingSpec
 from media.worker_client import MediaWorker, WorkerError, WorkerGone
 
 log = structlog.get_logger("telemed.media")
@@ -53,6 +55,7 @@ class WorkerMediaCall:
         self._on_peer_state = on_peer_state
         self._opened = False
         self._peers: set[str] = set()  # on self.worker
+        self._recording: dict[str, Any] | None = None  # start_recording's params, to resume on a new worker
         self._lock = asyncio.Lock()
         self._closed = False
 
@@ -100,6 +103,24 @@ class WorkerMediaCall:
         except (WorkerGone, WorkerError) as exc:
             log.info("media_remove_peer_failed", error=str(exc))
 
+    async def start_recording(self, spec: RecordingSpec, storage_root: str) -> None:
+        """Record in the call's worker; if the worker dies, the call's next worker records on (new tracks)."""
+        self._recording = {"call_id": self.key, "recording_id": spec.recording_id,
+                           "data_key": base64.b64encode(spec.data_key).decode(),
+                           "segment_seconds": spec.segment_seconds, "storage_root": storage_root}
+        worker = await self._open()
+        await worker.request("start_recording", self._recording)
+
+    async def stop_recording(self, reason: str) -> None:
+        """Complete the segments and write the end marker in the worker (nothing to do if it died)."""
+        recording, self._recording = self._recording, None
+        if recording is None or self.worker is None or not self._opened:
+            return
+        try:
+            await self.worker.request("stop_recording", {"call_id": self.key, "reason": reason})
+        except (WorkerGone, WorkerError) as exc:
+            log.info("media_stop_recording_failed", error=str(exc))
+
     async def close(self) -> None:
         """Close the call's peers in its worker. Idempotent."""
         if self._closed:
@@ -136,6 +157,8 @@ class WorkerMediaCall:
             if not self._opened:
                 await self.worker.request("open_call", {"call_id": self.key, "consultation_id": str(self.call_id)})
                 self._opened = True
+                if self._recording is not None:  # the previous worker died recording: this one records on
+                    await self.worker.request("start_recording", self._recording)
             return self.worker
 
     async def _request(self, peer_id: str, method: str, **params: Any) -> dict[str, Any]:

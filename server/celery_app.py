@@ -10,7 +10,7 @@ from server.settings import Settings
 def create_celery(settings: Settings | None = None) -> Celery:
     settings = settings or Settings()
     app = Celery("telemed", broker=settings.resolved_broker_url,
-                 include=["server.audit.tasks", "server.scheduling.tasks"])
+                 include=["server.audit.tasks", "server.scheduling.tasks", "media.recording.tasks"])
     app.conf.update(
         task_ignore_result=True,
         task_acks_late=True,
@@ -22,6 +22,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
         beat_schedule={
             "notifications": {"task": "server.scheduling.tasks.send_notifications", "schedule": 30.0},
             "no-shows": {"task": "server.scheduling.tasks.mark_no_shows", "schedule": 60.0},
+            "recordings": {"task": "media.recording.tasks.sweep_recordings", "schedule": 60.0},
             "audit-checkpoint": {
                 "task": "server.audit.tasks.write_audit_checkpoint",
                 "schedule": float(settings.audit_checkpoint_interval_seconds),

@@ -6,6 +6,7 @@ instances in one process and nothing reads the environment behind the settings' 
 
 from __future__ import annotations
 
+import socket
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
@@ -105,6 +106,11 @@ class Settings(BaseSettings):
     # Media: where the calls' peers run, and how many calls this node takes (docs/media-workers.md)
     media_workers: int | None = Field(default=None, ge=0, le=64)  # None = one per core; 0 = in the web process
     media_max_calls: int = Field(default=12, ge=1, le=10_000)  # concurrent calls this node admits
+    # Recordings (docs/recording.md): sealed segments in a local folder (default <data_dir>/recordings)
+    recordings_dir: Path | None = None
+    recording_segment_seconds: float = Field(default=10.0, ge=1.0, le=60.0)
+    recording_patient_playback: bool = False  # patients may replay their own consultations' recordings
+    node_id: str | None = None  # names this web node's recordings (recovery after a crash); default: the host
 
     # Consent: which documents a consultation needs, how they are signed, whom the clinic trusts
     recording_enabled: bool = True  # the clinic records its consultations
@@ -132,7 +138,8 @@ class Settings(BaseSettings):
 
     @field_validator("database_url", "broker_url", "jwt_private_key", "master_key", "audit_key", "log_format",
                      "smtp_host", "smtp_username", "smtp_password", "sms_webhook_url", "sms_webhook_token",
-                     "consent_font", "seal_key", "turn_secret", "media_workers", mode="before")
+                     "consent_font", "seal_key", "turn_secret", "media_workers", "recordings_dir", "node_id",
+                     mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """`KEY=` in a .env (as in .env.example) means "not set", not "set to nothing"."""
@@ -181,6 +188,14 @@ class Settings(BaseSettings):
     @property
     def outbox_dir(self) -> Path:
         return self.data_dir / "outbox"
+
+    @property
+    def resolved_recordings_dir(self) -> Path:
+        return self.recordings_dir or self.data_dir / "recordings"
+
+    @property
+    def resolved_node_id(self) -> str:
+        return self.node_id or socket.gethostname()[:64]
 
     @property
     def keys_dir(self) -> Path:

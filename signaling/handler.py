@@ -21,9 +21,12 @@ from aiohttp import WSMsgType, web
 from aiortc import RTCIceServer
 
 from media.calls import LocalMediaEngine, NegotiationFailed, UnknownPeer
+from media.recording import services as recording_services
+from media.recording.queue import FinalisationQueue, Recordings
 from media.workers import WorkerMediaEngine
 from server import keys
 from server.audit.services import AuditContext
+from server.celery_app import create_celery
 from server.db.base import utcnow
 from server.db.engine import transaction
 from server.http.principal import audit_context, client_ip
@@ -242,6 +245,8 @@ async def _dispatch(call: _Call, message: Any, now: float) -> bool:
                 return True
             case messages.End():
                 await room.end(participant, call.ctx)
+            case messages.PauseRecording(paused=paused):
+                await room.pause_recording(participant, paused)
             case messages.Join():
                 raise BadMessage("already_joined", "this connection has joined already")
             case messages.Answer():
@@ -249,7 +254,8 @@ async def _dispatch(call: _Call, message: Any, now: float) -> bool:
     except NegotiationFailed as exc:
         raise BadMessage("negotiation_failed", str(exc)) from None
     except CannotEnd as exc:
-        raise BadMessage("cannot_end", str(exc)) from None
+        code = "cannot_pause" if isinstance(message, messages.PauseRecording) else "cannot_end"
+        raise BadMessage(code, str(exc)) from None
     except UnknownPeer:
         pass  # replaced by a newer connection of the same participant: this one is closing
     return False
@@ -286,7 +292,12 @@ async def calls_context(app: web.Application) -> AsyncIterator[None]:
             log_format=settings.resolved_log_format,
             log_level=settings.log_level)
         await engine.start()
-    registry = CallRegistry(engine=engine, store=DatabaseCallStore(app[keys.sessions]),
+    recordings = Recordings(settings, app[keys.key_material], FinalisationQueue(create_celery(settings)))
+    async with transaction(app[keys.sessions]) as session:  # what this node left open when it last stopped
+        left_open = await recording_services.recover(session, settings=settings, now=utcnow())
+    for recording_id in left_open:
+        await recordings.queue.put(str(recording_id))
+    registry = CallRegistry(engine=engine, store=DatabaseCallStore(app[keys.sessions], recordings=recordings),
                             grace=settings.call_grace_seconds, max_calls=settings.media_max_calls)
     app[keys.calls] = registry
     app[keys.signaling_sockets] = SocketsPerAddress(settings.signaling_sockets_per_address)

@@ -76,7 +76,15 @@ class End(_Message):
     type: Literal["end"]
 
 
-ClientMessage = Annotated[Join | Offer | Answer | Ice | MediaState | Chat | Leave | End, Field(discriminator="type")]
+class PauseRecording(_Message):
+    """The physician pauses the recording (an intimate examination, say) or resumes it."""
+
+    type: Literal["pause_recording"]
+    paused: bool
+
+
+ClientMessage = Annotated[Join | Offer | Answer | Ice | MediaState | Chat | Leave | End | PauseRecording,
+                          Field(discriminator="type")]
 _client_message: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 
 

@@ -12,6 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from consent.models import ConsentPurpose
 from consent.services import Withdrawal
 from media.calls import MediaEngine
+from media.recording import services as recording_services
+from media.recording.capture import RecordingSpec
+from media.recording.queue import Recordings
 from media.workers import MediaUnavailable
 from server.audit.services import AuditContext
 from server.db.base import utcnow
@@ -27,9 +30,27 @@ log = structlog.get_logger("telemed.signaling")
 class DatabaseCallStore:
     """The room's CallStore: each change in its own short transaction."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Callable[[], dt.datetime] = utcnow) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Callable[[], dt.datetime] = utcnow, *,
+                 recordings: Recordings | None = None) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._recordings = recordings
+
+    async def start_recording(self, consultation_id: uuid.UUID) -> tuple[RecordingSpec, str]:
+        if self._recordings is None:
+            raise RuntimeError("this node does not record")
+        async with transaction(self._sessions) as session:
+            spec = await recording_services.start(session, consultation_id=consultation_id,
+                                                  keys=self._recordings.keys, settings=self._recordings.settings,
+                                                  now=self._clock())
+        return spec, str(self._recordings.settings.resolved_recordings_dir)
+
+    async def recording_stopped(self, recording_id: str, reason: str) -> None:
+        async with transaction(self._sessions) as session:
+            await recording_services.stopped(session, recording_id=uuid.UUID(recording_id), reason=reason,
+                                             now=self._clock())
+        if self._recordings is not None:
+            await self._recordings.queue.put(recording_id)
 
     async def resume(self, consultation_id: uuid.UUID) -> None:
         async with transaction(self._sessions) as session:
@@ -121,7 +142,7 @@ class CallRegistry:
             return
         for room in list(self._rooms.values()):
             if room.patient_id == event.patient_id:
-                room.set_recording(False)
+                await room.set_recording(False)
 
     async def close(self) -> None:
         """Close every room (sockets with 1001, peers), refuse newcomers. Idempotent."""

@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol, TypeVar
 import structlog
 
 from media.calls import MediaCall, MediaEngine, UnknownPeer
+from media.recording.capture import RecordingSpec
 from server.audit.services import AuditContext
 from server.db.base import utcnow
 from signaling import messages
@@ -47,6 +48,10 @@ class CallStore(Protocol):
     async def end(self, seat: Seat, ctx: AuditContext) -> None: ...
 
     async def save_chat(self, seat: Seat, text: str) -> tuple[uuid.UUID, dt.datetime]: ...
+
+    async def start_recording(self, consultation_id: uuid.UUID) -> tuple[RecordingSpec, str]: ...
+
+    async def recording_stopped(self, recording_id: str, reason: str) -> None: ...
 
 
 class RoomClosed(Exception):
@@ -88,7 +93,10 @@ class Room:
                  clock: Callable[[], dt.datetime] = utcnow) -> None:
         self.consultation_id = consultation_id
         self.patient_id = patient_id
-        self.recording = False
+        self.recording = False  # the consent gate allows recording this call
+        self.recording_paused = False  # the physician paused it
+        self._recording_id: str | None = None  # the recording being written now
+        self._both_joined = False  # physician and patient have been in the call together: it is `in_call`
         self._store = store
         self._grace = grace
         self._on_closed = on_closed
@@ -170,16 +178,20 @@ class Room:
             self.recording = seat.may_record  # the consent gate was checked for this very join
             others = [p for p in self._participants.values() if p is not participant]
             connection.send(messages.event("joined", participant_id=participant.participant_id,
-                                           role=seat.role.value, recording=self.recording,
+                                           role=seat.role.value, recording=self.recording and not self.recording_paused,
+                                           recording_paused=self.recording_paused,
                                            participants=[p.out() for p in others]))
             self._broadcast(messages.event("participant_joined", participant=participant.out()), but=participant)
             if recording_changed and others:
-                self._broadcast(messages.event("recording", active=self.recording), but=participant)
+                self._broadcast(messages.event("recording", active=self.recording and not self.recording_paused,
+                                               paused=self.recording_paused), but=participant)
             if {p.seat.role for p in self.connected()} >= {CallRole.physician, CallRole.patient}:
                 try:
                     await self._store.resume(self.consultation_id)
                 except Exception:  # the call goes on; the status catches up at the next join
                     log.exception("call_resume_failed")
+                self._both_joined = True
+            await self._sync_recording("consent_withdrawn")
             return participant
 
     async def _detach(self, participant: Participant, connection: Connection, *, left: bool) -> None:
@@ -262,12 +274,53 @@ class Room:
                 self._grace_task = asyncio.create_task(self._expire_room(), name="call-room-grace")
             return True
 
-    def set_recording(self, active: bool) -> None:
-        """The consent gate changed mid-call (a withdrawal): tell everyone (the recorder acts on it)."""
-        if self._closed or self.recording == active:
+    async def set_recording(self, active: bool) -> None:
+        """The consent gate changed mid-call (a withdrawal): the recording stops at once and everyone is told."""
+        await self._change(self._set_recording(active, paused=self.recording_paused, reason="consent_withdrawn"))
+
+    async def pause_recording(self, participant: Participant, paused: bool) -> None:
+        """The physician pauses (or resumes) the recording: a pause ends the current recording; resuming starts a
+        new one. Everyone sees the state."""
+        if participant.seat.role is not CallRole.physician:
+            raise CannotEnd("only the physician pauses the recording")
+        await self._change(self._set_recording(self.recording, paused=paused, reason="paused"))
+
+    async def _set_recording(self, active: bool, *, paused: bool, reason: str) -> None:
+        async with self._lock:
+            if self._closed or (self.recording, self.recording_paused) == (active, paused):
+                return
+            self.recording, self.recording_paused = active, paused
+            await self._sync_recording(reason)
+            self._broadcast(messages.event("recording", active=active and not paused, paused=paused))
+
+    async def _sync_recording(self, reason: str) -> None:
+        """Start or stop the recorder as the consent, the pause and the call's progress now want (in the lock).
+
+        A failure to record is logged and the call goes on: the consultation matters more than its recording, and
+        the record shows the recording missing."""
+        wanted = self.recording and not self.recording_paused and self._both_joined and not self._closed
+        if wanted and self._recording_id is None:
+            try:
+                spec, root = await self._store.start_recording(self.consultation_id)
+                await self.media.start_recording(spec, root)
+                self._recording_id = spec.recording_id
+            except Exception:
+                log.exception("recording_start_failed")
+        elif not wanted and self._recording_id is not None:
+            await self._stop_recording(reason)
+
+    async def _stop_recording(self, reason: str) -> None:
+        recording_id, self._recording_id = self._recording_id, None
+        if recording_id is None:
             return
-        self.recording = active
-        self._broadcast(messages.event("recording", active=active))
+        try:
+            await self.media.stop_recording(reason)
+        except Exception:  # the segments written so far are on disk; the finaliser marks what is missing
+            log.exception("recording_stop_failed")
+        try:
+            await self._store.recording_stopped(recording_id, reason)
+        except Exception:  # left `recording`: recovery finalises it at this node's next start
+            log.exception("recording_stopped_not_saved")
 
     async def _shut(self, code: int, reason: str) -> None:
         async with self._lock:
@@ -306,6 +359,7 @@ class Room:
 
     async def _close(self, code: int, reason: str) -> None:
         self._closed = True
+        await self._stop_recording("ended" if code == CLOSE_NORMAL else "interrupted")
         current = asyncio.current_task()
         for task in [self._grace_task, *(p.expiry for p in self._participants.values())]:
             if task is not current:

@@ -166,6 +166,22 @@ class TrackCapture:
         self.segments.append(self.index)
 
 
+def _next_epochs(storage: RecordingStorage, recording_id: str) -> dict[str, int]:
+    """Per role, the first connection number no earlier recorder of this recording used (a media worker that
+    died while recording left its tracks; the worker taking the call over starts new ones after them)."""
+    epochs: dict[str, int] = {}
+    for key in storage.list(f"{recording_id}/segments"):
+        track = key.split("/")[2]
+        role, _, epoch = track.split(".")
+        epochs[role] = max(epochs.get(role, 0), int(epoch) + 1)
+    return epochs
+
+
+def write_end_marker(storage: RecordingStorage, spec: RecordingSpec, end: dict[str, Any]) -> None:
+    """The recording stopped cleanly: `end` says why, when, and each track's last segment index."""
+    storage.put(end_key(spec.recording_id), sign_entry(journal_key(spec.data_key), end))
+
+
 def codec_descriptions(receiver: RTCRtpReceiver) -> list[dict[str, Any]]:
     """Known once the receiver started (aiortc starts it when the transport connects): read at the first packet."""
     return [{"payload_type": codec.payloadType, "mime_type": codec.mimeType, "clock_rate": codec.clockRate,
@@ -183,7 +199,7 @@ class CallRecorder:
         self._clock = clock
         self._writer = BackgroundWriter()
         self._tracks: dict[str, list[tuple[TrackCapture, Callable[[], None]]]] = {}  # by peer id
-        self._epochs: dict[str, int] = {}  # next peer-connection number per role
+        self._epochs = _next_epochs(storage, spec.recording_id)  # next peer-connection number per role
         self._peer_epochs: dict[str, int] = {}
         self._keyframe_tasks: set[asyncio.Task[bool]] = set()
         self._stopped = False
@@ -229,8 +245,7 @@ class CallRecorder:
         for task in list(self._keyframe_tasks):
             task.cancel()
         end = {"reason": reason, "stopped_at": self._clock(), "tracks": tracks}
-        marker = sign_entry(journal_key(self.spec.data_key), end)
-        self._writer.call(lambda: self._storage.put(end_key(self.spec.recording_id), marker))
+        self._writer.call(lambda: write_end_marker(self._storage, self.spec, end))
         await asyncio.get_running_loop().run_in_executor(None, self._finish_writing)
         return end
 

@@ -6,8 +6,8 @@ files, byte for byte (outputs are sealed deterministically and muxed bit-exact),
 
 States:
 - `complete`: every segment verified, the end marker present;
-- `partial`: every journaled segment verified, but the recording was not stopped cleanly (a crash): the segment
-  each track was writing is lost, and the gap is listed;
+- `partial`: every journaled segment verified, but a recorder died (the node or its media worker crashed): the
+  segment each of its tracks was writing is lost, and the gap is listed;
 - `damaged`: something does not verify (a segment altered, cut, swapped, missing from the middle or the end,
   unlisted, or a journal entry forged). The problems name the segments; the WebMs still hold every segment that
   did verify, with the damaged ones marked as gaps, so nothing is silently dropped and nothing unverified shown.
@@ -138,7 +138,7 @@ def finalise(storage: RecordingStorage, recording_id: str, data_key: bytes) -> F
     _check_sequences(result, journal, parts, end)
     if result.problems:
         result.state = "damaged"
-    elif end is None and journal:
+    elif (end is None and journal) or result.lost:
         result.state = "partial"
     elif end is None:
         result.state = "damaged"
@@ -179,8 +179,8 @@ def _check_sequences(result: Finalised, journal: dict[tuple[str, int], dict[str,
     for track, index in sorted(parts):
         if (track, index) in journal:
             continue
-        if end is None and index == len(indices.get(track, [])):
-            result.lost.append(f"{track}#{index}")
+        if index == len(indices.get(track, [])) and track not in ended:
+            result.lost.append(f"{track}#{index}")  # its recorder died writing it (the node or media worker)
         else:
             result.problems.append(f"segment {track}#{index} was left unfinished")
 

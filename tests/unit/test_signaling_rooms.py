@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from media.calls import PeerStateListener, UnknownPeer
+from media.recording.capture import RecordingSpec
 from media.workers import MediaUnavailable
 from server.audit.services import AuditContext
 from signaling.calls import Seat
@@ -27,6 +28,7 @@ class FakeCall:
     roles: dict[str, str] = field(default_factory=dict)
     closed: bool = False
     failing: bool = False
+    recordings: list[str] = field(default_factory=list)
 
     async def add_peer(self, peer_id: str, role: str = "") -> None:
         if self.failing:
@@ -45,6 +47,12 @@ class FakeCall:
 
     async def remove_peer(self, peer_id: str) -> None:
         self.peers.discard(peer_id)
+
+    async def start_recording(self, spec: RecordingSpec, storage_root: str) -> None:
+        self.recordings.append(f"start:{spec.recording_id}")
+
+    async def stop_recording(self, reason: str) -> None:
+        self.recordings.append(f"stop:{reason}")
 
     async def close(self) -> None:
         self.closed = True
@@ -67,6 +75,7 @@ class FakeEngine:
 @dataclass
 class FakeStore:
     done: list[str] = field(default_factory=list)
+    recordings: list[str] = field(default_factory=list)
     refuse_end: bool = False
 
     async def resume(self, consultation_id: uuid.UUID) -> None:
@@ -83,6 +92,14 @@ class FakeStore:
     async def save_chat(self, seat: Seat, text: str) -> tuple[uuid.UUID, dt.datetime]:
         self.done.append(f"chat:{text}")
         return uuid.uuid4(), dt.datetime.now(dt.UTC)
+
+    async def start_recording(self, consultation_id: uuid.UUID) -> tuple[RecordingSpec, str]:
+        number = len([r for r in self.recordings if r.startswith("recording:")])
+        self.recordings.append(f"recording:{number}")
+        return RecordingSpec(f"rec-{number}", bytes(32)), "/nonexistent"
+
+    async def recording_stopped(self, recording_id: str, reason: str) -> None:
+        self.recordings.append(f"stopped:{recording_id}:{reason}")
 
 
 @dataclass
@@ -210,13 +227,41 @@ async def test_room_recording_follows_the_latest_gate_and_a_withdrawal(engine: F
     doctor, patient = FakeConnection(), FakeConnection()
     await call.attach(seat(CallRole.physician), doctor)
     assert call.recording is True
-    call.set_recording(False)  # the patient withdrew consent to recording
-    assert doctor.events[-1] == {"type": "recording", "active": False}
-    call.set_recording(False)
+    await call.set_recording(False)  # the patient withdrew consent to recording
+    assert doctor.events[-1] == {"type": "recording", "active": False, "paused": False}
+    await call.set_recording(False)
     assert doctor.types().count("recording") == 1  # said once
     await call.attach(seat(CallRole.patient, may_record=True), patient)  # signed again meanwhile
     assert patient.events[0]["recording"] is True
-    assert doctor.events[-1] == {"type": "recording", "active": True}
+    assert doctor.events[-1] == {"type": "recording", "active": True, "paused": False}
+
+
+async def test_room_records_from_when_both_are_in_until_a_withdrawal_a_pause_or_the_end(
+        engine: FakeEngine, store: FakeStore) -> None:
+    call = room(engine, store)
+    doctor, patient = FakeConnection(), FakeConnection()
+    physician = await call.attach(seat(CallRole.physician), doctor)
+    assert engine.call.recordings == []  # the physician alone: the consultation is not in_call yet
+    await call.attach(seat(CallRole.patient), patient)
+    assert engine.call.recordings == ["start:rec-0"]
+
+    await call.set_recording(False)  # withdrawn: the recorder stops at once, and the recording is handed on
+    assert engine.call.recordings[-1] == "stop:consent_withdrawn"
+    assert "stopped:rec-0:consent_withdrawn" in store.recordings
+    await call.set_recording(True)  # signed again
+    assert engine.call.recordings[-1] == "start:rec-1"
+
+    with pytest.raises(CannotEnd):
+        await call.pause_recording(call.participants()[1], True)  # only the physician pauses
+    await call.pause_recording(physician, True)
+    assert engine.call.recordings[-1] == "stop:paused"
+    assert patient.events[-1] == {"type": "recording", "active": False, "paused": True}
+    await call.pause_recording(physician, False)
+    assert engine.call.recordings[-1] == "start:rec-2"
+
+    await call.end(physician, AuditContext())
+    assert engine.call.recordings[-1] == "stop:ended"
+    assert store.recordings[-1] == "stopped:rec-2:ended"
 
 
 async def test_room_seats_one_invited_guest_beside_physician_and_patient(engine: FakeEngine, store: FakeStore) -> None:

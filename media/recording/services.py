@@ -1,0 +1,242 @@
+"""Recordings in the database: started with the call, stopped, recovered after a crash, finalised, played back.
+
+The live side (media.recording.capture) needs only a RecordingSpec; everything that touches the database, the
+master key or the clinic's seal is here, in the web node or the Celery worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import io
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from consent import seal as clinic_seal
+from media.recording import encryption
+from media.recording.capture import RecordingSpec
+from media.recording.finalise import Finalised, finalise
+from media.recording.models import FINAL_STATES, Recording, RecordingOutput, RecordingState
+from media.recording.storage import LocalStorage, RecordingStorage
+from server.audit import services as audit
+from server.audit.services import AuditContext
+from server.auth.models import Role
+from server.http.problems import NotFound
+from server.keyring import KeyMaterial, SealKeys
+from server.people.models import Physician
+from server.scheduling.models import Consultation
+from server.settings import Settings
+
+log = structlog.get_logger("telemed.media.recording")
+
+
+def storage_for(settings: Settings) -> LocalStorage:
+    return LocalStorage(settings.resolved_recordings_dir)
+
+
+async def start(session: AsyncSession, *, consultation_id: uuid.UUID, keys: KeyMaterial, settings: Settings,
+                now: dt.datetime) -> RecordingSpec:
+    """A new recording of the consultation's call, with its own data key (stored only wrapped)."""
+    data_key = encryption.new_data_key()
+    recording = Recording(consultation_id=consultation_id, state=RecordingState.recording,
+                          node=settings.resolved_node_id, wrapped_key=encryption.wrap(data_key, keys.master_key),
+                          key_id=keys.master_key_id, started_at=now, problems=[], gaps=[])
+    session.add(recording)
+    await session.flush()
+    await audit.record(session, ctx=audit.SYSTEM, action="recording.started", object_type="recording",
+                       object_id=recording.id, detail={"consultation_id": str(consultation_id)}, now=now)
+    return RecordingSpec(str(recording.id), data_key, settings.recording_segment_seconds)
+
+
+async def stopped(session: AsyncSession, *, recording_id: uuid.UUID, reason: str, now: dt.datetime) -> None:
+    """The recording stopped (end of call, consent withdrawn, paused): it waits to be finalised."""
+    recording = await session.get(Recording, recording_id, with_for_update=True)
+    if recording is None or recording.state is not RecordingState.recording:
+        return
+    recording.state, recording.stopped_at, recording.stop_reason = RecordingState.stopped, now, reason[:64]
+    await audit.record(session, ctx=audit.SYSTEM, action="recording.stopped", object_type="recording",
+                       object_id=recording.id, detail={"reason": reason}, now=now)
+
+
+async def recover(session: AsyncSession, *, settings: Settings, now: dt.datetime) -> list[uuid.UUID]:
+    """Recordings this node left open (it crashed or was killed mid-call): stopped, to be finalised (partial)."""
+    open_ones = (await session.scalars(select(Recording).where(
+        Recording.state == RecordingState.recording, Recording.node == settings.resolved_node_id))).all()
+    for recording in open_ones:
+        recording.state, recording.stopped_at = RecordingState.stopped, now
+        recording.stop_reason = "node_restarted"
+        await audit.record(session, ctx=audit.SYSTEM, action="recording.recovered", object_type="recording",
+                           object_id=recording.id, now=now)
+    return [recording.id for recording in open_ones]
+
+
+async def pending(session: AsyncSession) -> list[uuid.UUID]:
+    """Stopped recordings not finalised yet (a sweep finalises any whose task was lost)."""
+    return list((await session.scalars(select(Recording.id).where(Recording.state == RecordingState.stopped))).all())
+
+
+def data_key_of(recording: Recording, keys: KeyMaterial) -> bytes:
+    if recording.wrapped_key is None:
+        raise NotFound()  # erased
+    if recording.key_id != keys.master_key_id:
+        raise encryption.Tampered(f"wrapped by master key {recording.key_id}, not the configured one")
+    return encryption.unwrap(recording.wrapped_key, keys.master_key)
+
+
+async def finalise_recording(session: AsyncSession, *, recording_id: uuid.UUID, keys: KeyMaterial,
+                             seal_keys: SealKeys, storage: RecordingStorage, now: dt.datetime) -> Finalised | None:
+    """Verify and finish a stopped recording (see media.recording.finalise); None if there is nothing to do.
+
+    Idempotent: a recording already final is left alone, and a run interrupted half-way (the worker died)
+    simply runs again, producing the same files.
+    """
+    recording = await session.get(Recording, recording_id, with_for_update=True)
+    if recording is None or recording.state in FINAL_STATES or recording.state is RecordingState.erased:
+        return None
+    if recording.state is RecordingState.recording:
+        return None  # still being written: the end of the call (or recovery) queues it again
+    data_key = data_key_of(recording, keys)
+    result = await asyncio.to_thread(finalise, storage, str(recording.id), data_key)
+    manifest = dict(result.manifest(str(recording.id)), consultation=str(recording.consultation_id))
+    sealed = clinic_seal.seal(seal_keys, manifest)
+    recording.state = RecordingState(result.state)
+    recording.finalised_at, recording.duration_ms = now, result.duration_ms
+    recording.problems, recording.gaps, recording.origin = result.problems + [f"lost: {s}" for s in result.lost], \
+        result.gaps, result.origin
+    recording.manifest, recording.manifest_seal, recording.seal_key_id = sealed.payload, sealed.signature, \
+        sealed.key_id
+    await session.execute(delete(RecordingOutput).where(RecordingOutput.recording_id == recording.id))
+    for output in result.outputs:
+        session.add(RecordingOutput(recording_id=recording.id, participant=output.participant,
+                                    storage_key=output.key, sha256=output.sha256, size=output.size,
+                                    plaintext_size=output.plaintext_size, duration_ms=output.duration_ms,
+                                    video_frames=output.video_frames, audio_frames=output.audio_frames,
+                                    codecs=",".join(output.codecs)))
+    await audit.record(session, ctx=audit.SYSTEM, action="recording.finalised", object_type="recording",
+                       object_id=recording.id, now=now,
+                       detail={"state": result.state, "problems": len(result.problems), "lost": len(result.lost)})
+    log.info("recording_finalised", recording_id=str(recording.id), state=result.state,
+             duration_ms=result.duration_ms, problems=len(result.problems))
+    return result
+
+
+def check_manifest(recording: Recording, seal_keys: SealKeys) -> None:
+    """Raises consent.seal.SealProblem unless the stored manifest is the one the clinic sealed."""
+    if recording.manifest is None or recording.manifest_seal is None or recording.seal_key_id is None:
+        raise clinic_seal.SealProblem("the recording has no sealed manifest yet")
+    clinic_seal.check(seal_keys, payload=recording.manifest, signature=recording.manifest_seal,
+                      key_id=recording.seal_key_id)
+
+
+@dataclass(frozen=True)
+class Viewer:
+    user_id: uuid.UUID
+    role: Role
+    patient_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class Playback:
+    recording: Recording
+    output: RecordingOutput
+    reader: encryption.RangeReader
+    storage: RecordingStorage
+
+
+class ReasonRequired(ValueError):
+    """An administrator must say why they open a recording."""
+
+
+async def may_view(session: AsyncSession, recording: Recording, viewer: Viewer, *, settings: Settings) -> bool:
+    """The consultation's physician; the QA expert assigned to it; an admin (with a reason, checked by the
+    caller); the patient if the clinic allows it. Everybody else: as if it did not exist."""
+    consultation = await session.get(Consultation, recording.consultation_id)
+    if consultation is None:
+        return False
+    if viewer.role is Role.physician:
+        physician = await session.get(Physician, consultation.physician_id)
+        return physician is not None and physician.user_id == viewer.user_id
+    if viewer.role is Role.patient:
+        return settings.recording_patient_playback and viewer.patient_id == consultation.patient_id
+    if viewer.role is Role.admin:
+        return True
+    if viewer.role is Role.qa_expert:
+        return await qa_assigned(session, user_id=viewer.user_id, consultation_id=consultation.id)
+    return False
+
+
+async def qa_assigned(session: AsyncSession, *, user_id: uuid.UUID, consultation_id: uuid.UUID) -> bool:
+    """Whether a QA review of this consultation is assigned to this expert. The QA module (issue 7) brings the
+    assignments; until then no expert is assigned anything."""
+    return False
+
+
+async def open_playback(session: AsyncSession, *, recording_id: uuid.UUID, participant: str, viewer: Viewer,
+                        reason: str | None, keys: KeyMaterial, storage: RecordingStorage,
+                        settings: Settings) -> Playback:
+    recording = await session.get(Recording, recording_id)
+    if recording is None or recording.state not in FINAL_STATES or not await may_view(
+            session, recording, viewer, settings=settings):
+        raise NotFound()
+    if viewer.role is Role.admin and not (reason and reason.strip()):
+        raise ReasonRequired()
+    output = (await session.scalars(select(RecordingOutput).where(
+        RecordingOutput.recording_id == recording.id, RecordingOutput.participant == participant))).one_or_none()
+    if output is None:
+        raise NotFound()
+    data_key = data_key_of(recording, keys)
+    head = await asyncio.to_thread(storage.read, output.storage_key, 0, 4096)
+    header = encryption.read_header(io.BytesIO(head))
+    return Playback(recording, output, encryption.RangeReader(header, data_key, output.size), storage)
+
+
+async def audit_playback(session: AsyncSession, playback: Playback, *, ctx: AuditContext, viewer: Viewer,
+                         reason: str | None, ranges: list[tuple[int, int]], now: dt.datetime) -> None:
+    consultation = await session.get(Consultation, playback.recording.consultation_id)
+    detail: dict[str, Any] = {"participant": playback.output.participant,
+                              "ranges": [f"{start}-{end}" for start, end in ranges][:16]}
+    if reason:
+        detail["reason"] = reason[:200]
+    await audit.record(session, ctx=ctx, action="recording.played", object_type="recording",
+                       object_id=playback.recording.id,
+                       subject_patient_id=consultation.patient_id if consultation else None, detail=detail, now=now)
+
+
+def read_plaintext(playback: Playback, start: int, end: int) -> bytes:
+    """Plaintext bytes [start, end] (inclusive), decrypting only the chunks they lie in. Blocking: run in a
+    thread."""
+    out = bytearray()
+    first, last = start // encryption.CHUNK_BYTES, end // encryption.CHUNK_BYTES
+    for index in range(first, last + 1):
+        offset, length = playback.reader.chunk_span(index)
+        chunk = playback.reader.decrypt(index, playback.storage.read(playback.output.storage_key, offset, length))
+        base = index * encryption.CHUNK_BYTES
+        out += chunk[max(start - base, 0):end - base + 1]
+    return bytes(out)
+
+
+def summary(recording: Recording, outputs: list[RecordingOutput]) -> dict[str, Any]:
+    """What the record page and the API show of a recording."""
+    return {"id": str(recording.id), "state": recording.state.value, "started_at": recording.started_at,
+            "stopped_at": recording.stopped_at, "duration_ms": recording.duration_ms,
+            "problems": recording.problems, "gaps": recording.gaps,
+            "participants": [dataclasses.asdict(_output_view(o)) for o in outputs]}
+
+
+@dataclass(frozen=True)
+class _OutputView:
+    participant: str
+    sha256: str
+    size: int
+    duration_ms: int
+    codecs: str
+
+
+def _output_view(output: RecordingOutput) -> _OutputView:
+    return _OutputView(output.participant, output.sha256, output.size, output.duration_ms, output.codecs)
