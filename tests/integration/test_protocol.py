@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,11 @@ from server.records.models import ProtocolDocument, ProtocolVersion
 from server.records.services import signed_versions
 from tests.consent_helpers import sign_consents
 from tests.factories import Account, create_staff, register_patient
+from tests.integration.test_pages import form_login, form_token, page_token
 from tests.pki import Pki, make_pki, sign_document
 from tests.scheduling_helpers import benign_answers, booked_clinic, booking, free_slot
 
+EN = {"Accept-Language": "en"}
 DEVICES = {"camera": True, "microphone": True, "speaker": True, "browser": "Chromium 156"}
 NOTES = {"complaints": "Кашель третий день, температура 37,8", "anamnesis": "Заболел после переохлаждения",
          "reported_and_shown": "Показал горло на камеру: гиперемия", "assessment": "Похоже на ОРВИ",
@@ -373,3 +376,111 @@ async def test_prepare_gives_the_same_pdf_for_the_same_draft(clinic: dict[str, A
     outdated = await client.post(_url(consultation, "/sign"), headers=doctor.auth, json={"document_id": one["id"]})
     assert outdated.status == 409
     assert (await outdated.json())["code"] == "document_outdated"
+
+
+# --- the physician's page -----------------------------------------------------------------------------
+
+async def _page_login(client: TestClient, account: Account) -> None:
+    response = await form_login(client, account.email)
+    assert response.status == 303, await response.text()
+
+
+async def test_protocol_page_renders_and_the_form_saves_and_signs(clinic: dict[str, Any]) -> None:
+    client, doctor, consultation = clinic["client"], clinic["doctor"], clinic["consultation"]
+    await _page_login(client, doctor)
+    detail = await (await client.get(f"/clinic/consultations/{consultation}", headers=EN)).text()
+    assert f'href="/clinic/consultations/{consultation}/protocol"' in detail
+    page = await client.get(f"/clinic/consultations/{consultation}/protocol", headers=EN)
+    assert page.status == 200
+    html = await page.text()
+    assert 'data-testid="protocol-form"' in html
+    assert 'name="diagnosis-icd10"' not in html  # a primary consultation's form has no diagnosis or prescriptions
+    assert "Кашель и насморк третий день" in html  # what the patient said at booking is not asked again
+    assert "/static/protocol.js" in html
+    token = form_token(html)
+
+    form = {"csrf_token": token, "version": "", "complaints": NOTES["complaints"], "assessment": "ОРВИ",
+            "in_person_visit": "on", "recommendations": "Питьё", "action": "save"}
+    saved = await client.post(f"/clinic/consultations/{consultation}/protocol", data=form, headers=EN,
+                              allow_redirects=False)
+    assert saved.status == 303, await saved.text()
+    protocol = await (await client.get(_url(consultation), headers=doctor.auth)).json()
+    assert protocol["draft"]["content"]["recommendations"]["in_person_visit"] is True
+    assert protocol["draft"]["version"] == 1
+
+    signed = await client.post(f"/clinic/consultations/{consultation}/protocol", headers=EN, allow_redirects=False,
+                               data={**form, "version": "1", "follow_up": "Через 5 дней", "action": "sign"})
+    assert signed.status == 303, await signed.text()
+    assert await _status(client, doctor, consultation) == "documented"
+    html = await (await client.get(f"/clinic/consultations/{consultation}/protocol", headers=EN)).text()
+    assert 'data-testid="version-row" data-version="1"' in html
+    assert 'data-testid="open-amendment"' in html
+    link = re.search(r'href="(/api/v1/consultations/[^"]+/pdf)" data-testid="version-pdf"', html)
+    assert link is not None
+    pdf = await client.get(link.group(1))  # the browser's cookie is enough to download it
+    assert pdf.status == 200
+    assert (await pdf.read()).startswith(b"%PDF-")
+    version = (await (await client.get(_url(consultation), headers=doctor.auth)).json())["versions"][0]
+    assert version["level"] == "server_session"
+    assert version["content"]["follow_up"] == "Через 5 дней"
+
+    amended = await client.post(f"/clinic/consultations/{consultation}/protocol/amend", headers=EN,
+                                data={"csrf_token": token, "reason": "Уточнение"}, allow_redirects=False)
+    assert amended.status == 303
+    html = await (await client.get(f"/clinic/consultations/{consultation}/protocol", headers=EN)).text()
+    assert 'data-testid="amendment-reason"' in html
+
+
+async def test_protocol_page_refuses_a_crafted_diagnosis_for_a_primary_consultation(clinic: dict[str, Any]) -> None:
+    client, doctor, consultation = clinic["client"], clinic["doctor"], clinic["consultation"]
+    await _page_login(client, doctor)
+    token = await page_token(client, f"/clinic/consultations/{consultation}/protocol")
+    refused = await client.post(f"/clinic/consultations/{consultation}/protocol", headers=EN, data={
+        "csrf_token": token, "complaints": "Кашель", "diagnosis-icd10": "J06.9", "diagnosis-text": "ОРВИ",
+        "rx-0-drug": "Амоксициллин", "action": "save"})
+    assert refused.status == 422
+    html = await refused.text()
+    assert "На первичной консультации нельзя устанавливать диагноз и назначать лечение" in html
+    assert "Кашель" in html  # what was typed is shown again
+    entries = await _audit(client, "protocol.forbidden_field_refused")
+    assert entries[-1].detail["fields"] == ["diagnosis", "prescriptions"]
+
+
+async def test_protocol_page_for_a_repeat_consultation_has_diagnosis_and_prescriptions(
+        clinic: dict[str, Any]) -> None:
+    client, doctor = clinic["client"], clinic["doctor"]
+    consultation = await _repeat_consultation(clinic)
+    await _page_login(client, doctor)
+    html = await (await client.get(f"/clinic/consultations/{consultation}/protocol", headers=EN)).text()
+    assert 'name="diagnosis-icd10" value="I10"' in html  # the condition's code, to confirm or correct
+    assert 'name="rx-0-drug"' in html
+    assert 'name="rx-1-drug"' in html
+
+
+async def test_autosave_as_the_page_script_does_it(clinic: dict[str, Any]) -> None:
+    """Cookie authentication with the CSRF header, If-Match from the page, as protocol.js sends it."""
+    client, doctor, consultation = clinic["client"], clinic["doctor"], clinic["consultation"]
+    await _page_login(client, doctor)
+    html = await (await client.get(f"/clinic/consultations/{consultation}/protocol", headers=EN)).text()
+    csrf = re.search(r'data-csrf="([^"]+)"', html)
+    assert csrf is not None
+    api = re.search(r'data-autosave="([^"]+)"', html)
+    assert api is not None
+    assert api.group(1) == _url(consultation, "/draft")
+    headers = {"X-CSRF-Token": csrf.group(1), "Accept": "application/json"}
+    first = await client.put(api.group(1), json={"complaints": "Кашель"}, headers=headers)
+    assert first.status == 200, await first.text()
+    second = await client.put(api.group(1), json={"complaints": "Кашель, насморк"},
+                              headers={**headers, "If-Match": first.headers["ETag"]})
+    assert second.status == 200
+    forged = await client.put(api.group(1), json={"complaints": "x"}, headers={"If-Match": second.headers["ETag"]})
+    assert forged.status == 403  # no CSRF header: not the page's script
+
+
+async def test_protocol_page_is_404_for_another_physician(clinic: dict[str, Any]) -> None:
+    client, consultation = clinic["client"], clinic["consultation"]
+    other = await create_staff(clinic["client"], Role.physician)
+    await _page_login(client, other)
+    response = await client.get(f"/clinic/consultations/{consultation}/protocol", headers=EN)
+    assert response.status == 404
+    assert "Кашель" not in await response.text()

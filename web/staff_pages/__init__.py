@@ -23,6 +23,7 @@ from web.staff_pages.formatting import FILTERS
 from web.staff_pages.hours import availability_page, availability_submit, exception_remove, exception_submit
 from web.staff_pages.invitations import invite_submit, revoke_submit
 from web.staff_pages.physicians import schedules_page
+from web.staff_pages.protocol import amend_submit, protocol_page, protocol_submit
 from web.staff_pages.questionnaires import questionnaire_page, questionnaire_submit, questionnaires_page
 from web.staff_pages.schedule import schedule_page
 from web.staff_pages.stats import stats_page
@@ -45,6 +46,9 @@ def setup(app: web.Application) -> None:
         ("POST", "/clinic/consultations/{consultation_id}/cancel", cancel_submit),
         ("POST", "/clinic/consultations/{consultation_id}/reschedule", reschedule_submit),
         ("POST", "/clinic/consultations/{consultation_id}/diagnosis", diagnosis_submit),
+        ("GET", "/clinic/consultations/{consultation_id}/protocol", protocol_page),
+        ("POST", "/clinic/consultations/{consultation_id}/protocol", protocol_submit),
+        ("POST", "/clinic/consultations/{consultation_id}/protocol/amend", amend_submit),
         ("POST", "/clinic/consultations/{consultation_id}/invitations", invite_submit),
         ("POST", "/clinic/consultations/{consultation_id}/invitations/{invitation_id}/revoke", revoke_submit),
         ("GET", "/clinic/schedules", schedules_page),
