@@ -34,6 +34,7 @@ from server.scheduling.models import Consultation
 from server.settings import Settings
 
 log = structlog.get_logger("telemed.media.recording")
+CHUNK_BYTES = encryption.CHUNK_BYTES
 
 
 def storage_for(settings: Settings) -> LocalStorage:

@@ -155,7 +155,7 @@ def _assert_in_sync(recorded: dict[str, list[Recorded]], client: Client, toleran
 
 @pytest.mark.usefixtures("loopback_only")
 async def test_a_recording_under_two_percent_loss_keeps_the_audio_and_every_complete_video_frame(
-        tmp_path: Path, lossy_link: LossyLink) -> None:
+        tmp_path: Path, lossy_link: LossyLink) -> None:  # noqa: F811  # the fixture imported above
     lossy_link.every = 50  # 2% of the patient's RTP packets, retransmissions included
     result, clients, storage, data_key, _ = await _hold_recorded_call(tmp_path, min(CALL_SECONDS, 20.0), lossy_link)
 

@@ -1,8 +1,8 @@
 """Finalisation of recordings built from synthetic packets: complete, tampered in each way, cut off by a crash.
 
-Segments are written by the live capture code (TrackCapture, the writer thread, the journal) with a fake clock;
-only the packets are made up (Opus packets are opaque bytes to the muxer, VP8 frames carry a real payload
-descriptor and keyframe header).
+Segments are written by the live capture code (TrackCapture, the writer thread, the journal) with a fake clock
+(tests.recording_helpers); only the packets are made up (Opus packets are opaque bytes to the muxer, VP8 frames
+carry a real payload descriptor and keyframe header).
 """
 
 from __future__ import annotations
@@ -12,59 +12,18 @@ import io
 from pathlib import Path
 
 import pytest
-from aiortc.rtp import RtpPacket
 
 from media.recording import encryption
-from media.recording.capture import RecordingSpec, TrackCapture, journal_entry_key, segment_key, write_end_marker
+from media.recording.capture import RecordingSpec, journal_entry_key, segment_key
 from media.recording.finalise import finalise
-from media.recording.storage import PART, BackgroundWriter, LocalStorage
+from media.recording.storage import PART, LocalStorage
+from tests.recording_helpers import write_recording
 
-OPUS = [{"payload_type": 111, "mime_type": "audio/opus", "clock_rate": 48000, "channels": 2, "parameters": {}}]
-VP8 = [{"payload_type": 96, "mime_type": "video/VP8", "clock_rate": 90000, "channels": None, "parameters": {}},
-       {"payload_type": 97, "mime_type": "video/rtx", "clock_rate": 90000, "channels": None,
-        "parameters": {"apt": 96}}]
-KEYFRAME = b"\x10\x00\x00\x00\x9d\x01\x2a\x40\x01\xf0\x00" + bytes(200)  # descriptor S=1; 320x240 keyframe
-DELTA = b"\x10\x01\x00\x00" + bytes(600)  # ~100 kB per 10-second segment: two chunks
 SECONDS = 25.0  # three 10-second segments per track
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def _record(storage: LocalStorage, recording_id: str, data_key: bytes, *, stop: bool = True) -> dict[str, int]:
-    """Two participants' audio and the physician's video, SECONDS long; returns each track's last index."""
-    clock = FakeClock()
-    spec = RecordingSpec(recording_id, data_key, 10.0)
-    writer = BackgroundWriter()
-    tracks = {name: TrackCapture(spec=spec, storage=storage, writer=writer, track=name, kind=name.split(".")[1],
-                                 codecs=(lambda c=codecs: c), clock=clock)
-              for name, codecs in (("physician.audio.0", OPUS), ("patient.audio.0", OPUS),
-                                   ("physician.video.0", VP8))}
-    for step in range(int(SECONDS * 50)):  # a 20 ms tick
-        clock.now = 1_800_000_000.0 + step * 0.02
-        for name in ("physician.audio.0", "patient.audio.0"):
-            tracks[name].rtp(RtpPacket(payload_type=111, sequence_number=step & 0xFFFF, timestamp=step * 960,
-                                       ssrc=1 if name.startswith("physician") else 2,
-                                       payload=b"\xfc" + step.to_bytes(4, "big")))
-        if step % 3 == 0:
-            frame = step // 3
-            tracks["physician.video.0"].rtp(RtpPacket(
-                payload_type=96, sequence_number=frame, timestamp=frame * 5400, ssrc=3, marker=1,
-                payload=(KEYFRAME if frame % 50 == 0 else DELTA) + frame.to_bytes(4, "big")))
-    last = {name: capture.index for name, capture in tracks.items()}
-    if stop:
-        for capture in tracks.values():
-            capture.close()
-        writer.call(lambda: write_end_marker(storage, spec, {"reason": "ended", "stopped_at": clock.now,
-                                                             "tracks": last}))
-    writer.drain()
-    writer.stop()
-    return last
+    return write_recording(storage, RecordingSpec(recording_id, data_key, 10.0), SECONDS, stop=stop)
 
 
 @pytest.fixture
