@@ -20,6 +20,7 @@ import structlog
 from aiohttp import WSMsgType, web
 from aiortc import RTCIceServer
 
+from media import loopback
 from media.calls import LocalMediaEngine, NegotiationFailed, UnknownPeer
 from media.recording import services as recording_services
 from media.recording.queue import FinalisationQueue, Recordings
@@ -282,7 +283,11 @@ async def calls_context(app: web.Application) -> AsyncIterator[None]:
 
     workers = settings.media_workers if settings.media_workers is not None else (os.cpu_count() or 1)
     engine: LocalMediaEngine | WorkerMediaEngine
+    pinned_here = False
     if workers == 0:
+        if settings.env is Environment.test and not loopback.is_pinned():  # as the workers' --loopback-only
+            loopback.pin()
+            pinned_here = True
         engine = LocalMediaEngine(ice_servers=ice_servers)
         engine.start()
     else:
@@ -310,6 +315,8 @@ async def calls_context(app: web.Application) -> AsyncIterator[None]:
             withdrawals.listeners.remove(registry.on_withdrawal)
         await registry.close()
         await engine.close()
+        if pinned_here:
+            loopback.unpin()
 
 
 async def close_calls(app: web.Application) -> None:

@@ -53,9 +53,18 @@ def _ready_status(port: int) -> int | None:
 @contextmanager
 def _serve(tmp_path: Path, database_url: str, extra_env: dict[str, str] | None = None) -> Iterator[str]:
     """`python -m server serve` on a free port of 127.0.0.1, on this test's database; yields its base URL."""
-    port = free_port()
+    with serve_process(tmp_path, database_url, extra_env) as (base, _):
+        yield base
+
+
+@contextmanager
+def serve_process(tmp_path: Path, database_url: str, extra_env: dict[str, str] | None = None, *,
+                  port: int | None = None, log_name: str = "server.log",
+                  ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """As `_serve`, with the process (a test may kill it) and a chosen port (a restart keeps the URL)."""
+    port = port or free_port()
     data_dir = tmp_path / "server-var"
-    log_path = tmp_path / "server.log"
+    log_path = tmp_path / log_name
     # Nothing from the developer's TELEMED_* variables or a `.env` (read from the working folder) leaks in.
     inherited = {name: value for name, value in os.environ.items() if not name.startswith("TELEMED_")}
     env = {
@@ -88,7 +97,7 @@ def _serve(tmp_path: Path, database_url: str, extra_env: dict[str, str] | None =
                 pytest.fail(f"the server was not ready within {READY_TIMEOUT_SECONDS:.0f} s:\n"
                             f"{log_path.read_text(errors='replace')}")
             time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", process
     finally:
         stop(process, timeout=10)
 

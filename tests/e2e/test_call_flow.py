@@ -11,7 +11,6 @@ to offer a loopback candidate at all.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,62 +19,16 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import BrowserContext, Page, Playwright, expect
 
-from server.audit.services import AuditContext
-from server.auth.models import Role
-from server.db.base import utcnow
-from server.db.engine import create_engine, create_sessionmaker, transaction
-from server.scheduling import availability, services
-from server.scheduling.catalogue import load_questionnaires
-from server.scheduling.models import Consultation, ConsultationKind, ConsultationStatus
-from tests.consent_helpers import offline_setup, sign_in_session
+from server.db.engine import create_engine, create_sessionmaker
+from server.scheduling.models import Consultation, ConsultationStatus
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, PHONE_VIEWPORT
-from tests.e2e.seeding import DOCTOR_EMAIL, seed_clinic
+from tests.e2e.seeding import DOCTOR_EMAIL, PATIENT_EMAIL, admitted_consultation
 from tests.factories import PASSWORD
-from tests.scheduling_helpers import benign_answers
 from tests.services import wait_until
 
-PATIENT_EMAIL = "nina@example.org"
 CALL_ARGS = [*CHROMIUM_ARGS, "--allow-loopback-in-peer-connection",
              "--use-fake-device-for-media-stream=fps=30"]
 SCREENSHOTS = Path("/tmp")  # noqa: S108  # e2e-call-*.png: a fixed place to look at after a run
-DEVICE = {"camera": True, "microphone": True, "speaker": True, "browser": "Chromium"}
-
-
-async def _admitted_consultation(database_url: str, data_dir: Path, *, admitted: bool = True) -> str:
-    """A patient with signed consents, booked into the next slot, checked in and (unless told not to) let in by
-    the physician."""
-    engine = create_engine(database_url, null_pool=True)
-    ctx, now = AuditContext(actor_role="test"), utcnow()
-    questionnaires = load_questionnaires()
-    windows = services.Windows(checkin_opens=dt.timedelta(minutes=60))
-    setup = offline_setup(data_dir)
-    try:
-        async with transaction(create_sessionmaker(engine)) as session:
-            seeded = await seed_clinic(session, patient_email=PATIENT_EMAIL, patient_name="Нина Павловна Звонарёва",
-                                       birth_date=dt.date(1950, 1, 15), phone="+79160003344", ctx=ctx, now=now)
-            physician, user, patient = seeded.physician, seeded.user, seeded.patient
-            await sign_in_session(session, patient_id=patient.id, user_id=user.id, setup=setup)
-            (slot,) = await availability.free_slots(session, now=now, weeks=4, physician_id=physician.id, limit=1)
-            as_patient = services.Viewer(user.id, Role.patient, patient_id=patient.id)
-            booked = await services.book(session, patient_id=patient.id, physician_id=physician.id,
-                                         starts_at=slot.starts_at, condition_code="arvi",
-                                         kind=ConsultationKind.primary,
-                                         answers=benign_answers(questionnaires["respiratory"]),
-                                         complaint="Кашель", now=now, windows=windows,
-                                         ctx=AuditContext(actor_user_id=user.id, actor_role="patient"))
-            assert isinstance(booked, Consultation)
-            checked = await services.check_in(session, consultation_id=booked.id, viewer=as_patient,
-                                              answers=benign_answers(questionnaires["checkin"]), device_check=DEVICE,
-                                              ctx=ctx, now=now, windows=windows, consent_policy=setup.policy)
-            assert isinstance(checked, Consultation)
-            as_physician = services.Viewer(physician.user_id, Role.physician, physician_id=physician.id)
-            if not admitted:
-                return str(booked.id)
-            await services.admit(session, consultation_id=booked.id, viewer=as_physician, ctx=ctx, now=now,
-                                 consent_policy=setup.policy)
-            return str(booked.id)
-    finally:
-        await engine.dispose()
 
 
 async def _status(database_url: str, consultation_id: str) -> ConsultationStatus:
@@ -126,7 +79,7 @@ def _sign_in(page: Page, base: str, email: str) -> None:
 def _seeded(database_url: str, tmp_path: Path, *, admitted: bool = True) -> str:
     with ThreadPoolExecutor(1) as pool:  # Playwright's sync API keeps a loop in this thread
         return pool.submit(lambda: asyncio.run(
-            _admitted_consultation(database_url, tmp_path / "seed", admitted=admitted))).result()
+            admitted_consultation(database_url, tmp_path / "seed", admitted=admitted))).result()
 
 
 def _invited_guest(doctor: Page, base: str, consultation: str, guest: BrowserContext, *, name: str,
