@@ -25,7 +25,6 @@ from server.people.models import Physician
 from server.records import rules, schemas, services, signing, verification
 from server.records.content import ProtocolContent, loaded
 from server.records.models import Protocol, ProtocolDocument, ProtocolVersion
-from server.records.problems import DraftOutdated
 from server.scheduling.services import Viewer
 
 router = ApiRouter("protocols")
@@ -61,14 +60,13 @@ def token_id(request: web.Request) -> str | None:
 
 
 def if_match(request: web.Request) -> int | None:
-    """The draft version named by `If-Match` (`"3"`, `W/"3"` or `3`); one that names nothing fails the match."""
+    """The draft version named by `If-Match` (`"3"`, `W/"3"` or `3`); one that names no version matches none
+    (-1), so the save is refused with the current version unless it changes nothing."""
     header = request.headers.get("If-Match")
     if header is None:
         return None
     value = header.strip().removeprefix("W/").strip('"')
-    if not value.isdigit():
-        raise DraftOutdated(-1)
-    return int(value)
+    return int(value) if value.isdigit() and len(value) < 10 else -1
 
 
 def draft_out(protocol: Protocol) -> schemas.DraftOut:
@@ -79,11 +77,17 @@ def draft_out(protocol: Protocol) -> schemas.DraftOut:
                             problems=[{"field": p.field, "type": p.type, "message": p.message} for p in problems])
 
 
-def version_out(v: ProtocolVersion, content: ProtocolContent) -> schemas.VersionOut:
+# The physician's session and address are evidence for auditors, not something a patient needs to see.
+STAFF_ONLY_EVIDENCE = frozenset({"session_id", "token_id", "ip_hash", "user_id"})
+
+
+def version_out(v: ProtocolVersion, content: ProtocolContent, *, role: Role) -> schemas.VersionOut:
     base = f"/api/v1/consultations/{v.consultation_id}/protocol/versions/{v.id}"
+    evidence = v.evidence if role is not Role.patient else {
+        key: value for key, value in v.evidence.items() if key not in STAFF_ONLY_EVIDENCE}
     return schemas.VersionOut(id=v.id, version=v.version, signed_at=v.signed_at, level=v.level.value,
                               pdf_sha256=v.pdf_sha256, pdf_size=v.pdf_size, language=v.language,
-                              amendment_reason=v.amendment_reason, content=content, evidence=v.evidence,
+                              amendment_reason=v.amendment_reason, content=content, evidence=evidence,
                               seal_key_id=v.seal_key_id, pdf_url=f"{base}/pdf", verification_url=f"{base}/verification")
 
 
@@ -107,7 +111,8 @@ async def get_protocol(request: web.Request) -> web.Response:
     draft = draft_out(view.protocol) if view.draft is not None and view.protocol is not None else None
     out = schemas.ProtocolOut(consultation_id=view.consultation.id, kind=view.consultation.kind.value,
                               status=view.consultation.status.value, draft=draft,
-                              versions=[version_out(v, view.contents[v.id]) for v in view.versions])
+                              versions=[version_out(v, view.contents[v.id], role=principal.role)
+                                        for v in view.versions])
     return json_response(out, headers=_etag(view.protocol) if draft is not None and view.protocol else None)
 
 
@@ -203,7 +208,7 @@ async def sign(request: web.Request, body: schemas.SignIn) -> web.Response:
                                      document_id=body.document_id, signature=_signature(body), binding=binding,
                                      setup=request.app[keys.consent], ctx=ctx, now=utcnow())
         contents = await services.signed_contents(session, [version])
-    return json_response(version_out(version, contents[version.id]), status=201)
+    return json_response(version_out(version, contents[version.id], role=principal.role), status=201)
 
 
 async def _version(request: web.Request, what: str) -> ProtocolVersion:

@@ -186,6 +186,10 @@ async def test_autosave_is_idempotent_and_refuses_a_stale_version(clinic: dict[s
     assert stale.status == 412
     assert (await stale.json())["code"] == "draft_outdated"
     assert (await stale.json())["current_version"] == 2
+    garbage = await client.put(_url(consultation, "/draft"), headers={**doctor.auth, "If-Match": "*"},
+                               json={**NOTES, "follow_up": "?"})
+    assert garbage.status == 412
+    assert garbage.headers["ETag"] == '"2"'
     by_body = await client.put(_url(consultation, "/draft"), headers=doctor.auth,
                                json={**NOTES, "follow_up": "через неделю", "version": 2})
     assert by_body.status == 200
@@ -299,6 +303,8 @@ async def test_only_the_patient_and_the_physician_read_it_and_every_read_is_audi
     version, pdf = await _sign(client, doctor, consultation)
     mine = await (await client.get(_url(consultation), headers=patient.auth)).json()
     assert [v["version"] for v in mine["versions"]] == [1]
+    assert "session_id" not in mine["versions"][0]["evidence"]  # the physician's session is for auditors
+    assert mine["versions"][0]["evidence"]["pdf_sha256"] == version["pdf_sha256"]
     assert await (await client.get(version["pdf_url"], headers=patient.auth)).read() == pdf
     reads = await _audit(client, "protocol.read")
     assert len(reads) - before == 2
