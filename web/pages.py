@@ -405,10 +405,11 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/access-log", page_handler(access_log_page), name="access_log")
     app.router.add_post("/account/reminders", page_handler(reminders_submit))
     app.router.add_get("/lang/{lang}", page_handler(set_language), name="language")
-    from web import call_pages, consent_pages, guest_pages, patient_pages, staff_pages  # built on the helpers above
+    from web import call_pages, consent_pages, guest_pages, patient_pages, record_pages, staff_pages  # built on these
 
     call_pages.setup(app)
     guest_pages.setup(app)
     consent_pages.setup(app)
     patient_pages.setup(app)
     staff_pages.setup(app)
+    record_pages.setup(app)

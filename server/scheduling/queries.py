@@ -57,6 +57,13 @@ async def view(session: AsyncSession, consultation_id: uuid.UUID) -> Consultatio
     return _view((await session.execute(_joined().where(Consultation.id == consultation_id))).one())
 
 
+async def patient_history(session: AsyncSession, patient_id: uuid.UUID) -> list[ConsultationView]:
+    """A patient's consultations that took place or were due (not cancelled ones), newest first: their record."""
+    return _views((await session.execute(_joined().where(
+        Consultation.patient_id == patient_id, Consultation.status != ConsultationStatus.cancelled)
+        .order_by(Consultation.starts_at.desc()))).all())
+
+
 async def listing(session: AsyncSession, *, viewer: Viewer, scope: str, now: dt.datetime,
                   date_from: dt.date | None = None, date_to: dt.date | None = None,
                   limit: int = 100) -> list[ConsultationView]:

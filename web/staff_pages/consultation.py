@@ -47,7 +47,7 @@ class Answer:
     choice: Text | None
 
 
-def _answers(definition: Mapping[str, Any] | None, answers: Mapping[str, Any] | None) -> list[Answer]:
+def screening_answers(definition: Mapping[str, Any] | None, answers: Mapping[str, Any] | None) -> list[Answer]:
     if not answers:
         return []
     questions: dict[str, Question] = {}
@@ -105,10 +105,10 @@ async def consultation_response(request: web.Request, *, error: str | None = Non
     is_physician = principal.role is Role.physician
     return await render(request, "staff/consultation.html", {
         "item": item, "c": consultation, "zone": zone, "time_zone": zone.key,
-        "screening": _answers(screening.definition if screening else None, consultation.screening_answers),
+        "screening": screening_answers(screening.definition if screening else None, consultation.screening_answers),
         "screening_title": screening.definition.get("title") if screening else None,
         "screening_version": screening.version if screening else None,
-        "checkin": _answers(checkin.definition if checkin else None, consultation.checkin_answers),
+        "checkin": screening_answers(checkin.definition if checkin else None, consultation.checkin_answers),
         "device": consultation.device_check, "slots": slots, "error": error, "consents": consents,
         "patient_locale": patient[1] if patient else "ru", "here": request.path,
         "diagnosis": request.query.get("diagnosis"), "today": utcnow().date().isoformat(),
