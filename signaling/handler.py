@@ -301,7 +301,7 @@ async def calls_context(app: web.Application) -> AsyncIterator[None]:
     async with transaction(app[keys.sessions]) as session:  # what this node left open when it last stopped
         left_open = await recording_services.recover(session, settings=settings, now=utcnow())
     for recording_id in left_open:
-        await recordings.queue.put(str(recording_id))
+        recordings.queue.put(str(recording_id))
     registry = CallRegistry(engine=engine, store=DatabaseCallStore(app[keys.sessions], recordings=recordings),
                             grace=settings.call_grace_seconds, max_calls=settings.media_max_calls)
     app[keys.calls] = registry
@@ -315,6 +315,7 @@ async def calls_context(app: web.Application) -> AsyncIterator[None]:
             withdrawals.listeners.remove(registry.on_withdrawal)
         await registry.close()
         await engine.close()
+        await recordings.queue.drain()
         if pinned_here:
             loopback.unpin()
 

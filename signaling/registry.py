@@ -50,7 +50,7 @@ class DatabaseCallStore:
             await recording_services.stopped(session, recording_id=uuid.UUID(recording_id), reason=reason,
                                              now=self._clock())
         if self._recordings is not None:
-            await self._recordings.queue.put(recording_id)
+            self._recordings.queue.put(recording_id)
 
     async def resume(self, consultation_id: uuid.UUID) -> None:
         async with transaction(self._sessions) as session:

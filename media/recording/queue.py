@@ -21,8 +21,19 @@ class FinalisationQueue:
 
     def __init__(self, celery: Celery) -> None:
         self._celery = celery
+        self._sending: set[asyncio.Task[None]] = set()
 
-    async def put(self, recording_id: str) -> None:
+    def put(self, recording_id: str) -> None:
+        """Queue the task in the background: the call that stopped recording does not wait for the broker."""
+        task = asyncio.create_task(self._send(recording_id), name="recording-finalisation-queued")
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def drain(self) -> None:
+        """Wait for the sends under way (at shutdown, so none is lost)."""
+        await asyncio.gather(*self._sending, return_exceptions=True)
+
+    async def _send(self, recording_id: str) -> None:
         try:  # kombu's transports are blocking: never in the event loop
             await asyncio.to_thread(self._celery.send_task, FINALISE_TASK, args=[recording_id])
         except Exception:

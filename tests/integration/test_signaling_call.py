@@ -24,6 +24,7 @@ from aiortc import RTCSessionDescription
 from sqlalchemy import select
 
 from media import loopback, passthrough
+from media.recording.models import Recording, RecordingState
 from server import keys
 from server.db.base import utcnow
 from server.db.engine import transaction
@@ -211,6 +212,12 @@ async def joined_pair(aiohttp_client: Any, tmp_path: Path, database_url: str, mo
     return clinic, doctor, patient
 
 
+async def recordings_of(client: TestClient, consultation: str) -> list[Recording]:
+    async with client.app[keys.read_sessions]() as session:
+        return list((await session.scalars(select(Recording).where(
+            Recording.consultation_id == uuid.UUID(consultation)).order_by(Recording.started_at))).all())
+
+
 async def status_of(client: TestClient, consultation: str) -> ConsultationStatus:
     async with client.app[keys.read_sessions]() as session:
         row = await session.get(Consultation, uuid.UUID(consultation), populate_existing=True)
@@ -284,16 +291,36 @@ async def test_signaling_call_forwards_media_unchanged_relays_keyframes_and_ends
         assert kept.text == "Доктор, у меня кашель"
         assert str(kept.consultation_id) == consultation
 
+        # The physician pauses the recording (the patient may not) and resumes it: a new recording begins.
+        [first] = await recordings_of(client, consultation)
+        assert first.state is RecordingState.recording
+        await patient.send({"type": "pause_recording", "paused": True})
+        assert (await patient.expect("error"))["code"] == "cannot_pause"
+        await doctor.send({"type": "pause_recording", "paused": True})
+        for socket in (doctor, patient):
+            assert await socket.expect("recording") == {"type": "recording", "active": False, "paused": True}
+        assert [(r.state, r.stop_reason) for r in await recordings_of(client, consultation)] == [
+            (RecordingState.stopped, "paused")]
+        await doctor.send({"type": "pause_recording", "paused": False})
+        for socket in (doctor, patient):
+            assert (await socket.expect("recording", count=2))["active"] is True
+        assert [r.state for r in await recordings_of(client, consultation)] == [RecordingState.stopped,
+                                                                                RecordingState.recording]
+
         mine = await (await client.get("/api/v1/me/consents", headers=clinic["patient"].auth)).json()
         recording = next(c for c in mine["consents"] if c["purpose"] == "recording")
+        withdrawn_at = asyncio.get_running_loop().time()
         withdrawn = await client.post(f"/api/v1/consents/{recording['id']}/withdraw", headers=clinic["patient"].auth)
         assert withdrawn.status == 200
         for socket in (doctor, patient):
-            assert (await socket.expect("recording"))["active"] is False
+            assert (await socket.expect("recording", count=3))["active"] is False
+        second = (await recordings_of(client, consultation))[1]
+        assert (second.state, second.stop_reason) == (RecordingState.stopped, "consent_withdrawn")
+        assert asyncio.get_running_loop().time() - withdrawn_at < 5  # stopped, segments on disk, within 5 s
 
         # Only the physician ends the consultation.
         await patient.send({"type": "end"})
-        assert (await patient.expect("error"))["code"] == "cannot_end"
+        assert (await patient.expect("error", count=2))["code"] == "cannot_end"
         await physician_ends(doctor, patient)
     finally:
         await stop_media(a)

@@ -27,6 +27,7 @@
   var ui = {
     join: q("[data-join]"), prejoin: q("[data-prejoin]"), controls: q("[data-controls]"),
     mute: q("[data-mute]"), camera: q("[data-camera]"), end: q("[data-end]"), leave: q("[data-leave]"),
+    pause: q("[data-pause-recording]"),
     self: q("[data-self-video]"), stage: q(".stage"),
     recording: q("[data-recording]"), quality: q("[data-quality]"), banner: q("[data-banner]"),
     announce: q("[data-announce]"), chat: q("[data-chat]"), chatLog: q("[data-chat-log]"),
@@ -262,7 +263,7 @@
         selfId = event.participant_id;
         others = {};
         (event.participants || []).forEach(function (p) { others[p.participant_id] = p; });
-        showRecording(event.recording, false);
+        showRecording(event.recording, false, event.recording_paused);
         var hadFocus = document.activeElement === ui.join;
         ui.prejoin.hidden = true;
         ui.controls.hidden = false;
@@ -310,7 +311,7 @@
         showOthers();
         break;
       case "recording":
-        showRecording(event.active, true);
+        showRecording(event.active, true, event.paused);
         break;
       case "chat":
         addChat(event);
@@ -382,9 +383,15 @@
     }).length));
   }
 
-  function showRecording(active, tell) {
+  function showRecording(active, tell, paused) {
     ui.recording.hidden = !active;
-    if (tell) announce(t(active ? "recording_on" : "recording_off"));
+    if (ui.pause) {
+      // The physician may pause (an examination the patient would rather not have recorded) and resume.
+      ui.pause.hidden = !active && !paused;
+      ui.pause.setAttribute("aria-pressed", paused ? "true" : "false");
+      ui.pause.textContent = t(paused ? "resume_recording" : "pause_recording");
+    }
+    if (tell) announce(t(paused ? "recording_paused" : active ? "recording_on" : "recording_off"));
   }
 
   function addChat(event) {
@@ -546,6 +553,12 @@
     ui.end.addEventListener("click", function () {
       if (!window.confirm(t("confirm_end"))) return;
       send({ type: "end" }); // the server answers `ended` to everyone, then closes
+    });
+  }
+
+  if (ui.pause) {
+    ui.pause.addEventListener("click", function () {
+      send({ type: "pause_recording", paused: ui.pause.getAttribute("aria-pressed") !== "true" });
     });
   }
 
