@@ -3,8 +3,9 @@
 Prints operations per second and per-operation times for: access-token verification (every API
 request), audit appends (every access to health data), a full authenticated API request, and a
 sign-in (dominated by argon2id at production cost); consent's costs (bench/consent.py); the calls through the
-media forwarder (bench/call.py), the join time in Chromium (bench/join.py) and what packet loss costs through the
-forwarder (bench/loss.py).
+media forwarder (bench/call.py, also with every call recorded), the join time in Chromium (bench/join.py), what
+packet loss costs through the forwarder (bench/loss.py), and recording (bench/recording.py: capture against aiortc's
+MediaRecorder, finalisation, playback decryption).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from bench import call, consent, join, loss
+from bench import call, consent, join, loss, recording
 from server import keys
 from server.app import create_app
 from server.audit import services as audit
@@ -191,6 +192,7 @@ def main() -> None:
             call.bench_calls()
             join.bench_join()
             loss.bench_loss()
+            recording.bench_recording()
         asyncio.run(bench_app(settings))
         asyncio.run(bench_scheduling(settings))
         asyncio.run(consent.bench_simple_signing(settings))

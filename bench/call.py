@@ -27,6 +27,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -336,16 +337,21 @@ async def _measure(conns: list[Conn], usage: Usage = _this_process,
     return stats
 
 
-async def _answer_offers(engine: Any, conns: list[Conn], chunks: list[int]) -> None:
-    """Each client process's offers, two per call, answered by one call's two peers."""
+async def _answer_offers(engine: Any, conns: list[Conn], chunks: list[int], record_root: Path | None = None) -> None:
+    """Each client process's offers, two per call, answered by one call's two peers; each call recorded (sealed
+    segments under `record_root`) if given."""
+    from media.recording.capture import RecordingSpec
+
     for conn, calls in zip(conns, chunks, strict=True):
         offers = await _receive(conn, "offers")
         answers = []
         for number in range(calls):
             call = engine.open_call(uuid.uuid4(), lambda peer_id, state: None)
-            for side in ("a", "b"):
-                await call.add_peer(side)
-            for index, side in enumerate(("a", "b")):
+            if record_root is not None:
+                await call.start_recording(RecordingSpec(str(uuid.uuid4()), os.urandom(32)), str(record_root))
+            for side in ("physician", "patient"):
+                await call.add_peer(side, side)
+            for index, side in enumerate(("physician", "patient")):
                 answers.append(await call.answer(side, offers[2 * number + index]))
         conn.send(answers)
 
@@ -363,7 +369,7 @@ async def _serve_passthrough(conns: list[Conn], chunks: list[int]) -> dict[str, 
 
 
 async def _serve_workers(conns: list[Conn], chunks: list[int], workers: int,
-                         profile: Path | None) -> dict[str, Any] | None:
+                         profile: Path | None, record_root: Path | None = None) -> dict[str, Any] | None:
     """The same calls hosted by media worker processes (media.workers), the web side in this process."""
     from media.workers import WorkerMediaEngine
 
@@ -382,7 +388,7 @@ async def _serve_workers(conns: list[Conn], chunks: list[int], workers: int,
         return _py_spy(profile, [(f"worker-{worker_id}-{sum(chunks)}calls", pid) for worker_id, pid in pids])
 
     try:
-        await _answer_offers(engine, conns, chunks)
+        await _answer_offers(engine, conns, chunks, record_root)
         return await _measure(conns, usage, profiler if profile is not None else None)
     finally:
         await engine.close()
@@ -505,7 +511,7 @@ def _chunks(calls: int) -> list[int]:
 
 
 def _run_level(calls: int, encoded: Encoded, *, baseline: bool = False, workers: int = 0,
-               profile: Path | None = None) -> dict[str, Any] | None:
+               profile: Path | None = None, record_root: Path | None = None) -> dict[str, Any] | None:
     context = multiprocessing.get_context("spawn")
     chunks = [calls] if baseline else _chunks(calls)
     pipes = [context.Pipe() for _ in chunks]
@@ -516,7 +522,7 @@ def _run_level(calls: int, encoded: Encoded, *, baseline: bool = False, workers:
     server_ends = [server_end for server_end, _ in pipes]
     try:
         if workers:
-            return asyncio.run(_serve_workers(server_ends, chunks, workers, profile))
+            return asyncio.run(_serve_workers(server_ends, chunks, workers, profile, record_root))
         if not baseline:
             return asyncio.run(_serve_passthrough(server_ends, chunks))
         results, results_end = context.Pipe(duplex=False)
@@ -601,6 +607,8 @@ def bench_calls(*, in_process: bool = True, workers: int = BENCH_WORKERS,
             break
     if workers and worker_levels:
         _bench_workers(encoded, workers, worker_levels, profile)
+        with tempfile.TemporaryDirectory() as folder:  # the same calls, every one of them recorded
+            _bench_workers(encoded, workers, worker_levels, None, record_root=Path(folder))
     for calls in BASELINE_LEVELS if baseline else ():
         stats = _run_level(calls, encoded, baseline=True)
         if stats is None:
@@ -612,12 +620,14 @@ def bench_calls(*, in_process: bool = True, workers: int = BENCH_WORKERS,
             print(f"{f'decode/re-encode / passthrough CPU, {calls} call(s)':<48} {ratio:>12.1f} x")
 
 
-def _bench_workers(encoded: Encoded, workers: int, levels: tuple[int, ...], profile: Path | None) -> None:
-    label = f"{workers} media workers"
+def _bench_workers(encoded: Encoded, workers: int, levels: tuple[int, ...], profile: Path | None,
+                   record_root: Path | None = None) -> None:
+    label = f"{workers} media workers" + (", recording" if record_root is not None else "")
     loss_free = 0
     for calls in levels:
         started = time.perf_counter()
-        stats = _run_level(calls, encoded, workers=workers, profile=profile)
+        level_root = None if record_root is None else record_root / f"level-{calls}"
+        stats = _run_level(calls, encoded, workers=workers, profile=profile, record_root=level_root)
         if stats is None:
             print(f"{f'{label}, {calls} calls':<48} {'not connected':>12}")
             break

@@ -43,7 +43,7 @@ def _measure(base: str, consultation: str, browser: Any) -> list[float]:
     doctor.wait_for_function("() => document.querySelector('[data-remote-state]').textContent.length > 0")
     page = patient.new_page()
     page.on("dialog", lambda dialog: dialog.accept())
-    from tests.e2e.test_call_flow import PATIENT_EMAIL
+    from tests.e2e.seeding import PATIENT_EMAIL
 
     _sign_in(page, base, PATIENT_EMAIL)
     times = []
@@ -67,14 +67,15 @@ def bench_join() -> None:
 
     from server.db.migrate import upgrade
     from tests.e2e.conftest import CHROMIUM, _serve
-    from tests.e2e.test_call_flow import CALL_ARGS, _admitted_consultation
+    from tests.e2e.seeding import admitted_consultation
+    from tests.e2e.test_call_flow import CALL_ARGS
 
     with tempfile.TemporaryDirectory(prefix="telemed-join-") as folder:
         tmp = Path(folder)
         database_url = f"sqlite+aiosqlite:///{tmp / 'join.sqlite3'}"
         with ThreadPoolExecutor(1) as pool:
             pool.submit(upgrade, database_url).result()
-            consultation = pool.submit(lambda: asyncio.run(_admitted_consultation(database_url, tmp / "seed"))
+            consultation = pool.submit(lambda: asyncio.run(admitted_consultation(database_url, tmp / "seed"))
                                        ).result()
         with _serve(tmp, database_url) as base, sync_playwright() as driver:
             browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=CALL_ARGS)
