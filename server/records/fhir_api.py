@@ -37,7 +37,7 @@ from server.http.context import tx
 from server.http.principal import Principal, audit_context, authenticate, check_access
 from server.http.problems import Forbidden, NotFound, ProblemError
 from server.people.models import Patient, Physician
-from server.records import fhir
+from server.records import fhir, fhir_documents
 from server.scheduling.models import ConditionVersion, Consultation, Questionnaire
 
 log = structlog.get_logger("telemed.fhir")
@@ -255,6 +255,8 @@ REGISTRY.add(fhir.ResourceType("Encounter", read_encounter, search_encounters))
 REGISTRY.add(fhir.ResourceType("QuestionnaireResponse", read_questionnaire_response, search_questionnaire_responses))
 REGISTRY.add(fhir.ResourceType("Consent", read_consent, search_consents))
 REGISTRY.add(fhir.ResourceType("AuditEvent", read_audit_event, search_audit_events, roles=RECORD_KEEPERS))
+REGISTRY.add(fhir.ResourceType("DocumentReference", fhir_documents.read_document_reference,
+                               fhir_documents.search_document_references))
 
 
 # --- Access -----------------------------------------------------------------------------------------------------------
