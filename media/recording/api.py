@@ -49,6 +49,7 @@ async def recording_out(session: AsyncSession, recording: Recording) -> Recordin
         problems=recording.problems, gaps=[GapOut(**gap) for gap in recording.gaps],
         participants=[ParticipantMediaOut(
             participant=o.participant, sha256=o.sha256, size=o.size, media_size=o.plaintext_size,
+            media_sha256=o.media_sha256,
             duration_ms=o.duration_ms, codecs=o.codecs.split(","),
             media_url=f"/api/v1/recordings/{recording.id}/media?participant={o.participant}") for o in outputs],
         manifest_sealed=recording.manifest_seal is not None)

@@ -15,6 +15,7 @@ States:
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import itertools
@@ -43,6 +44,8 @@ class Output:
     sha256: str
     size: int
     plaintext_size: int
+    media_sha256: str
+    media_sha1: str  # base64, as FHIR's Attachment.hash
     duration_ms: int
     video_frames: int
     audio_frames: int
@@ -66,6 +69,7 @@ class Finalised:
         return {"recording": recording_id, "state": self.state, "problems": self.problems, "lost": self.lost,
                 "segments": self.segments, "gaps": self.gaps, "origin": self.origin, "duration_ms": self.duration_ms,
                 "outputs": [{"participant": o.participant, "sha256": o.sha256, "size": o.size,
+                             "media_sha256": o.media_sha256,
                              "duration_ms": o.duration_ms, "codecs": o.codecs} for o in self.outputs]}
 
 
@@ -235,6 +239,8 @@ def _build_outputs(result: Finalised, storage: RecordingStorage, recording_id: s
         duration_ms = max(ends, default=0)
         duration = max(duration, duration_ms)
         result.outputs.append(Output(role, key, hashlib.sha256(sealed).hexdigest(), len(sealed), len(plaintext),
+                                     hashlib.sha256(plaintext).hexdigest(),
+                                     base64.b64encode(hashlib.sha1(plaintext).digest()).decode(),  # noqa: S324  # FHIR's
                                      duration_ms, len(streams["video"]), len(streams["audio"]),
                                      [name for name, frames in (("vp8", streams["video"]), ("opus", streams["audio"]))
                                       if frames]))

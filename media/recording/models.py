@@ -66,9 +66,11 @@ class RecordingOutput(Base):
     recording_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"), index=True)
     participant: Mapped[str] = mapped_column(String(16))  # the role: physician, patient, guest
     storage_key: Mapped[str] = mapped_column(String(255))
-    sha256: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))  # of the sealed file, as stored
     size: Mapped[int]  # sealed bytes
     plaintext_size: Mapped[int]
+    media_sha256: Mapped[str] = mapped_column(String(64))  # of the WebM as played (what a download can check)
+    media_sha1: Mapped[str] = mapped_column(String(28))  # the same, as FHIR's Attachment.hash wants it (base64)
     duration_ms: Mapped[int]
     video_frames: Mapped[int]
     audio_frames: Mapped[int]

@@ -22,6 +22,7 @@ class ParticipantMediaOut(BaseModel):
     sha256: str = Field(description="SHA-256 of the sealed (encrypted) file, as the manifest lists it")
     size: int = Field(description="Bytes of the sealed file")
     media_size: int = Field(description="Bytes of the WebM served")
+    media_sha256: str = Field(description="SHA-256 of the WebM served: what a downloaded copy can be checked against")
     duration_ms: int
     codecs: list[str]
     media_url: str

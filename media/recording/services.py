@@ -116,7 +116,8 @@ async def finalise_recording(session: AsyncSession, *, recording_id: uuid.UUID, 
     for output in result.outputs:
         session.add(RecordingOutput(recording_id=recording.id, participant=output.participant,
                                     storage_key=output.key, sha256=output.sha256, size=output.size,
-                                    plaintext_size=output.plaintext_size, duration_ms=output.duration_ms,
+                                    plaintext_size=output.plaintext_size, media_sha256=output.media_sha256,
+                                    media_sha1=output.media_sha1, duration_ms=output.duration_ms,
                                     video_frames=output.video_frames, audio_frames=output.audio_frames,
                                     codecs=",".join(output.codecs)))
     await audit.record(session, ctx=audit.SYSTEM, action="recording.finalised", object_type="recording",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,10 @@ async def test_playback_serves_the_whole_file_and_any_single_range(clinic: dict[
 
     whole = await client.get(url, headers=doctor.auth)
     assert whole.status == 200
+    listed = await (await client.get(f"/api/v1/recordings/{clinic['recording']}", headers=doctor.auth)).json()
+    physician = next(p for p in listed["participants"] if p["participant"] == "physician")
+    assert physician["media_sha256"] == hashlib.sha256(webm).hexdigest()
+    assert physician["media_size"] == size
     assert whole.headers["Content-Type"] == "video/webm"
     assert whole.headers["Accept-Ranges"] == "bytes"
     assert await whole.read() == webm

@@ -54,6 +54,8 @@ def upgrade() -> None:
     sa.Column('sha256', sa.String(length=64), nullable=False),
     sa.Column('size', sa.Integer(), nullable=False),
     sa.Column('plaintext_size', sa.Integer(), nullable=False),
+    sa.Column('media_sha256', sa.String(length=64), nullable=False),
+    sa.Column('media_sha1', sa.String(length=28), nullable=False),
     sa.Column('duration_ms', sa.Integer(), nullable=False),
     sa.Column('video_frames', sa.Integer(), nullable=False),
     sa.Column('audio_frames', sa.Integer(), nullable=False),
