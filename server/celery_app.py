@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery
+from celery.schedules import crontab
 
 from server.settings import Settings
 
@@ -23,6 +24,9 @@ def create_celery(settings: Settings | None = None) -> Celery:
             "notifications": {"task": "server.scheduling.tasks.send_notifications", "schedule": 30.0},
             "no-shows": {"task": "server.scheduling.tasks.mark_no_shows", "schedule": 60.0},
             "recordings": {"task": "media.recording.tasks.sweep_recordings", "schedule": 60.0},
+            # Daily, at night in Europe: crypto-erase recordings past TELEMED_RETENTION_RECORDING_DAYS.
+            "recordings-retention": {"task": "media.recording.tasks.purge_recordings",
+                                     "schedule": crontab(hour=2, minute=30)},
             "audit-checkpoint": {
                 "task": "server.audit.tasks.write_audit_checkpoint",
                 "schedule": float(settings.audit_checkpoint_interval_seconds),

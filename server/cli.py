@@ -364,3 +364,73 @@ def keys_generate() -> None:
 
     for name, value in generate_key_settings().items():
         click.echo(f"{name}={json.dumps(value)}")
+
+
+@main.group()
+def recordings() -> None:
+    """Recordings: retention (crypto-erasure) and re-wrapping their keys after a master key rotation."""
+
+
+@recordings.command("purge")
+@click.option("--dry-run", is_flag=True, help="List the recordings that would be erased; change nothing")
+def recordings_purge(dry_run: bool) -> None:
+    """Crypto-erase recordings past TELEMED_RETENTION_RECORDING_DAYS that are not on legal hold (the worker also
+    does this daily)."""
+    from media.recording import retention, services
+    from server.audit.services import AuditContext
+    from server.db.base import utcnow
+    from server.db.runner import run_in_session
+
+    settings = _settings()
+    days, now = settings.retention_recording_days, utcnow()
+    if days == 0:
+        click.echo("TELEMED_RETENTION_RECORDING_DAYS=0: recordings are kept forever; nothing to erase")
+        return
+    if dry_run:
+        async def listing(session: AsyncSession, s: Settings) -> list[tuple[Any, str, Any]]:
+            found = await retention.expired_recordings(session, days=days, now=now)
+            return [(r.id, r.state.value, retention.retained_since(r)) for r, _patient in found]
+
+        rows = run_in_session(listing, settings, read_only=True)
+        for recording_id, state, since in rows:
+            click.echo(f"would erase {recording_id} ({state}, since {since:%Y-%m-%d})")
+        click.echo(f"{len(rows)} recordings would be erased (retention {days} days; dry run, nothing changed)")
+        return
+
+    async def work(session: AsyncSession, s: Settings) -> list[Any]:
+        return await retention.purge_expired(session, storage=services.storage_for(s), settings=s, now=now,
+                                             ctx=AuditContext(actor_role="cli", request_id="cli"))
+
+    erased = run_in_session(work, settings)
+    for recording_id in erased:
+        click.echo(f"erased {recording_id}")
+    click.echo(f"{len(erased)} recordings erased (retention {days} days)")
+
+
+@recordings.command("rewrap")
+def recordings_rewrap() -> None:
+    """Re-wrap every recording's data key under TELEMED_MASTER_KEY, opening each with the key that wrapped it
+    (TELEMED_MASTER_PREVIOUS_KEYS); safe to run again. Exit 1 if some recording cannot be opened."""
+    from media.recording import rotation
+    from server import models  # noqa: F401  # every table, so the recordings' foreign keys resolve on flush
+    from server.audit.services import AuditContext
+    from server.db.base import utcnow
+    from server.db.runner import run_in_session
+    from server.keyring import load_key_material
+
+    async def work(session: AsyncSession, s: Settings) -> rotation.Rewrap:
+        return await rotation.rewrap_all(session, keys=load_key_material(s), now=utcnow(),
+                                         ctx=AuditContext(actor_role="cli", request_id="cli"))
+
+    result = run_in_session(work, _settings())
+    click.echo(f"{len(result.rewrapped)} recordings re-wrapped under master key {result.key_id}; "
+               f"{result.already} were under it already")
+    for key_id, ids in result.unknown_key.items():
+        click.echo(f"{len(ids)} recordings wrapped under master key {key_id}, which is not configured "
+                   "(add it to TELEMED_MASTER_PREVIOUS_KEYS): " + ", ".join(map(str, ids)), err=True)
+    if result.not_unwrapping:
+        click.echo("data keys that do not unwrap (altered?): " + ", ".join(map(str, result.not_unwrapping)),
+                   err=True)
+    if not result.complete:
+        raise click.ClickException("some recordings are not under the current master key; keep the previous keys")
+    click.echo("every recording is under the current master key: TELEMED_MASTER_PREVIOUS_KEYS may be emptied")

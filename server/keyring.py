@@ -75,6 +75,14 @@ class KeyMaterial:
     master_key: bytes
     master_key_id: str
     generated: frozenset[str] = field(default_factory=frozenset)
+    # Retired master keys by id (TELEMED_MASTER_PREVIOUS_KEYS): they only unwrap, never wrap or derive.
+    previous_master_keys: dict[str, bytes] = field(default_factory=dict, hash=False)
+
+    def master_key_for(self, key_id: str) -> bytes | None:
+        """The master key (current or retired) with this id, to unwrap what it wrapped; None if unknown."""
+        if key_id == self.master_key_id:
+            return self.master_key
+        return self.previous_master_keys.get(key_id)
 
     def derive(self, purpose: str, length: int = 32) -> bytes:
         """A sub-key for one purpose (cookie signing, IP hashing, ...), so no key serves two jobs."""
@@ -177,6 +185,26 @@ def _master_key(settings: Settings) -> tuple[bytes, bool]:
     return key, generated
 
 
+def master_key_id(key: bytes) -> str:
+    """A master key's public name, stored with what it wraps, so a rotation knows which key opens what."""
+    return hashlib.sha256(b"telemed-master-key-id" + key).hexdigest()[:16]
+
+
+def _previous_master_keys(settings: Settings, current_id: str) -> dict[str, bytes]:
+    keys: dict[str, bytes] = {}
+    for position, secret in enumerate(settings.master_previous_keys):
+        try:
+            key = base64.b64decode(secret.get_secret_value().strip(), validate=True)
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise KeyConfigurationError(
+                f"TELEMED_MASTER_PREVIOUS_KEYS[{position}] must be 32 bytes in base64")
+        if master_key_id(key) != current_id:  # the current key listed too: harmless, nothing to add
+            keys[master_key_id(key)] = key
+    return keys
+
+
 def _audit_key(settings: Settings) -> tuple[Ed25519PrivateKey, bool]:
     if settings.audit_key is not None:
         return _load_ed25519(settings.audit_key.get_secret_value().encode(), "TELEMED_AUDIT_KEY"), False
@@ -206,8 +234,9 @@ def load_key_material(settings: Settings, *, now: float | None = None) -> KeyMat
     master, master_generated = _master_key(settings)
     if master_generated:
         generated.add("TELEMED_MASTER_KEY")
-    master_id = hashlib.sha256(b"telemed-master-key-id" + master).hexdigest()[:16]
-    return KeyMaterial(jwt_keys, master, master_id, frozenset(generated))
+    master_id = master_key_id(master)
+    return KeyMaterial(jwt_keys, master, master_id, frozenset(generated),
+                       previous_master_keys=_previous_master_keys(settings, master_id))
 
 
 def load_audit_key(settings: Settings) -> Ed25519PrivateKey:

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     jwt_private_key: SecretStr | None = None
     jwt_previous_public_keys: list[str] = Field(default_factory=list)
     master_key: SecretStr | None = None
+    # Retired master keys (base64, 32 bytes each) that still unwrap recordings' data keys until
+    # `python -m server recordings rewrap` has moved them all under `master_key` (docs/retention.md).
+    master_previous_keys: list[SecretStr] = Field(default_factory=list)
     audit_key: SecretStr | None = None
 
     jwt_issuer: str = "telemed"
@@ -111,6 +114,13 @@ class Settings(BaseSettings):
     recording_segment_seconds: float = Field(default=10.0, ge=1.0, le=60.0)
     recording_patient_playback: bool = False  # patients may replay their own consultations' recordings
     node_id: str | None = None  # names this web node's recordings (recovery after a crash); default: the host
+
+    # Retention per data class (docs/retention.md); 0 = keep forever. Medical records are kept for decades.
+    # Recordings past it (not on legal hold) are crypto-erased by the daily `purge_recordings` task.
+    retention_recording_days: int = Field(default=1825, ge=0)  # 5 years from finalisation
+    # Protocols and consents: recorded for the operator and the docs; nothing purges them yet.
+    retention_protocol_years: int = Field(default=25, ge=0)
+    retention_consent_years: int = Field(default=25, ge=0)
 
     # Consent: which documents a consultation needs, how they are signed, whom the clinic trusts
     recording_enabled: bool = True  # the clinic records its consultations

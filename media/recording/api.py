@@ -10,10 +10,18 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from media.recording import services
+from media.recording import retention, services
 from media.recording.models import Recording, RecordingOutput
 from media.recording.ranges import Unsatisfiable, parse_range
-from media.recording.schemas import GapOut, ParticipantMediaOut, PlaybackQuery, RecordingList, RecordingOut
+from media.recording.schemas import (
+    GapOut,
+    LegalHoldIn,
+    LegalHoldOut,
+    ParticipantMediaOut,
+    PlaybackQuery,
+    RecordingList,
+    RecordingOut,
+)
 from server import keys
 from server.auth.models import Role
 from server.db.base import utcnow
@@ -131,3 +139,17 @@ async def media(request: web.Request, query: PlaybackQuery) -> web.StreamRespons
         position = upto + 1
     await response.write_eof()
     return response
+
+
+@router.route("PUT", "/api/v1/recordings/{recording_id}/legal-hold", summary="Put a recording on legal hold or "
+              "release it", body=LegalHoldIn, response=LegalHoldOut, roles=[Role.admin], errors=(404, 409, 422))
+async def legal_hold(request: web.Request, body: LegalHoldIn) -> web.Response:
+    """A recording on legal hold is never erased by retention (docs/retention.md). Setting and releasing a hold are
+    audited with the reason (`recording.legal_hold_set`, `recording.legal_hold_released`); 409 `recording_erased`
+    when the recording is erased already."""
+    async with tx(request) as session:
+        recording = await retention.set_legal_hold(
+            session, recording_id=path_uuid(request, "recording_id"), hold=body.hold, reason=body.reason,
+            ctx=audit_context(request), now=utcnow())
+        out = LegalHoldOut(id=recording.id, state=recording.state.value, legal_hold=recording.legal_hold)
+    return json_response(out)

@@ -53,3 +53,17 @@ class RecordingOut(BaseModel):
 
 class RecordingList(BaseModel):
     items: list[RecordingOut]
+
+
+class LegalHoldIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    hold: bool = Field(description="true: retention never erases the recording; false: release the hold")
+    reason: str = Field(min_length=3, max_length=200,
+                        description="Why (a court order, a complaint, a case number): kept in the audit log")
+
+
+class LegalHoldOut(BaseModel):
+    id: uuid.UUID
+    state: Literal["recording", "stopped", "complete", "partial", "damaged", "erased"]
+    legal_hold: bool

@@ -83,11 +83,15 @@ async def pending(session: AsyncSession) -> list[uuid.UUID]:
 
 
 def data_key_of(recording: Recording, keys: KeyMaterial) -> bytes:
+    """The recording's data key, unwrapped by the master key that wrapped it: the current one or, until
+    `recordings rewrap` has run after a rotation, a retired one in TELEMED_MASTER_PREVIOUS_KEYS."""
     if recording.wrapped_key is None:
         raise NotFound()  # erased
-    if recording.key_id != keys.master_key_id:
-        raise encryption.Tampered(f"wrapped by master key {recording.key_id}, not the configured one")
-    return encryption.unwrap(recording.wrapped_key, keys.master_key)
+    master = keys.master_key_for(recording.key_id)
+    if master is None:
+        raise encryption.Tampered(f"wrapped by master key {recording.key_id}, neither the configured one "
+                                  "nor one in TELEMED_MASTER_PREVIOUS_KEYS")
+    return encryption.unwrap(recording.wrapped_key, master)
 
 
 async def finalise_recording(session: AsyncSession, *, recording_id: uuid.UUID, keys: KeyMaterial,

@@ -1,4 +1,5 @@
-"""Celery adapters: finalise a stopped recording (acks late, retried, idempotent) and sweep for any left over."""
+"""Celery adapters: finalise a stopped recording (acks late, retried, idempotent), sweep for any left over,
+and erase those past their retention (daily)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from media.recording import services
+from media.recording import retention, services
 from server.celery_app import celery_app
 from server.db.base import utcnow
 from server.db.runner import run_in_session
@@ -39,3 +40,14 @@ def sweep_recordings() -> int:
     for recording_id in ids:
         finalise_recording.delay(str(recording_id))
     return len(ids)
+
+
+async def _purge(session: AsyncSession, settings: Settings) -> list[uuid.UUID]:
+    return await retention.purge_expired(session, storage=services.storage_for(settings), settings=settings,
+                                         now=utcnow())
+
+
+@celery_app.task(acks_late=True, reject_on_worker_lost=True)
+def purge_recordings() -> int:
+    """Crypto-erase recordings past their retention and not on legal hold (daily); running twice erases nothing."""
+    return len(run_in_session(_purge))
