@@ -139,18 +139,26 @@ async def test_a_recorded_call_holds_every_frame_sent_byte_identical_and_in_sync
         _assert_in_sync(recorded, client)
 
 
-def _assert_in_sync(recorded: dict[str, list[Recorded]], client: Client, tolerance_ms: float = 40.0) -> None:
-    """Each frame sits on the recording's timeline where it was sent: audio and video agree within 40 ms."""
-    delays = {}
+def _assert_in_sync(recorded: dict[str, list[Recorded]], client: Client, tolerance_ms: float = 40.0,
+                    window_s: float = 10.0) -> None:
+    """Each frame sits on the recording's timeline where it was sent: in every 10-second window, the video's
+    median offset (recording time minus sending time) is within 40 ms of the audio's. Medians, not single frames:
+    a frame's sending time is taken after the test's own encoder, whose time varies on a busy machine."""
+    delays: dict[str, list[tuple[float, float]]] = {}
     for kind in ("video", "audio"):
         pairs = _matched(recorded[kind], getattr(client, kind).sent)
-        delays[kind] = [frame.at_ms - sent.at * 1000 for frame, sent in pairs]
-    base = statistics.median(delays["audio"])
-    skew = statistics.median(delays["video"]) - base
-    assert abs(skew) <= tolerance_ms, f"video is {skew:.0f} ms off audio"
-    for kind, values in delays.items():
-        spread = [abs(v - base) for v in values]
-        assert statistics.quantiles(spread, n=100)[94] <= tolerance_ms, f"{kind} frames drift from the timeline"
+        delays[kind] = [(sent.at, frame.at_ms - sent.at * 1000) for frame, sent in pairs]
+    start = min(at for at, _ in delays["audio"])
+    windows = int((max(at for at, _ in delays["audio"]) - start) // window_s) + 1
+    for window in range(windows):
+        medians = {}
+        for kind, values in delays.items():
+            inside = [d for at, d in values if window <= (at - start) / window_s < window + 1]
+            medians[kind] = statistics.median(inside) if len(inside) >= 10 else None
+        video, audio = medians["video"], medians["audio"]
+        if video is None or audio is None:
+            continue  # a last window with hardly any frames
+        assert abs(video - audio) <= tolerance_ms, f"{window * window_s:.0f} s in: video is {video - audio:.0f} ms off"
 
 
 @pytest.mark.usefixtures("loopback_only")
