@@ -86,9 +86,16 @@ class KeyMaterial:
 
     def derive(self, purpose: str, length: int = 32) -> bytes:
         """A sub-key for one purpose (cookie signing, IP hashing, ...), so no key serves two jobs."""
-        return HKDF(algorithm=SHA256(), length=length, salt=None, info=purpose.encode()).derive(
-            self.master_key
-        )
+        return _derive(self.master_key, purpose, length)
+
+    def derive_retired(self, purpose: str, length: int = 32) -> list[bytes]:
+        """The same sub-key under each retired master key (TELEMED_MASTER_PREVIOUS_KEYS): what was encrypted
+        before a rotation (a second factor's secret) still opens, and is re-encrypted under the current key."""
+        return [_derive(key, purpose, length) for key in self.previous_master_keys.values()]
+
+
+def _derive(master_key: bytes, purpose: str, length: int) -> bytes:
+    return HKDF(algorithm=SHA256(), length=length, salt=None, info=purpose.encode()).derive(master_key)
 
 
 

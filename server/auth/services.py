@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -94,10 +95,12 @@ async def _claim_totp_step(session: AsyncSession, user_id: uuid.UUID, step: int)
 
 
 async def login(session: AsyncSession, *, check: PasswordCheck, issuer: TokenIssuer, totp_key: bytes,
-                otp: str | None, ctx: AuditContext, now: dt.datetime) -> LoginResult:
+                otp: str | None, ctx: AuditContext, now: dt.datetime,
+                retired_totp_keys: Sequence[bytes] = ()) -> LoginResult:
     """After `check_password`: the second factor where enrolled, then a new session and its tokens.
 
-    Every failure looks the same to the caller, whether the account exists or not.
+    Every failure looks the same to the caller, whether the account exists or not. A second factor's secret
+    still under a retired master key (`retired_totp_keys`) opens, and is re-encrypted under the current one.
     """
     user = await session.get(User, check.user_id) if check.user_id else None
     if not check.correct or user is None or not user.is_active:
@@ -108,12 +111,15 @@ async def login(session: AsyncSession, *, check: PasswordCheck, issuer: TokenIss
     if user.totp_enabled_at is not None and user.totp_secret_encrypted is not None:
         if not otp:
             return LoginResult(None, user, LoginFailure.otp_required)
-        secret = totp.decrypt_secret(totp_key, user.totp_secret_encrypted, user_id=user.id.bytes)
+        secret, under = totp.decrypt_with_any([totp_key, *retired_totp_keys], user.totp_secret_encrypted,
+                                              user_id=user.id.bytes)
         step = totp.matching_step(secret, otp, now=now, last_step=user.totp_last_step)
         if step is None or not await _claim_totp_step(session, user.id, step):
             await audit.record(session, ctx=ctx, action="auth.login", object_type="user", object_id=user.id,
                                outcome="failure", detail={"reason": "bad_otp"}, now=now)
             return LoginResult(None, user, LoginFailure.bad_credentials)
+        if under > 0:  # encrypted before the master key was rotated
+            user.totp_secret_encrypted = totp.encrypt_secret(totp_key, secret, user_id=user.id.bytes)
         amr.append("otp")
     if check.new_hash is not None:
         user.password_hash = check.new_hash

@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import os
+from collections.abc import Sequence
 
 import pyotp
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 ISSUER = "Telemed"
@@ -24,6 +26,17 @@ def encrypt_secret(key: bytes, secret: str, *, user_id: bytes) -> bytes:
 
 def decrypt_secret(key: bytes, blob: bytes, *, user_id: bytes) -> str:
     return AESGCM(key).decrypt(blob[:12], blob[12:], user_id).decode()
+
+
+def decrypt_with_any(keys: Sequence[bytes], blob: bytes, *, user_id: bytes) -> tuple[str, int]:
+    """The secret and the position of the key that opened it (0: the current one), trying each in turn; raises
+    InvalidTag if none does."""
+    for position, key in enumerate(keys):
+        try:
+            return decrypt_secret(key, blob, user_id=user_id), position
+        except InvalidTag:
+            continue
+    raise InvalidTag()
 
 
 def provisioning_uri(secret: str, account: str) -> str:

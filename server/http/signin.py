@@ -32,7 +32,8 @@ async def sign_in(request: web.Request, *, email: str, password: str, otp: str |
     async with tx(request) as session:
         result = await services.login(session, check=check, issuer=request.app[keys.token_issuer],
                                       totp_key=totp_key(request), otp=otp, ctx=audit_context(request),
-                                      now=utcnow())
+                                      now=utcnow(),
+                                      retired_totp_keys=request.app[keys.key_material].derive_retired("totp-secrets"))
     if result.failure is services.LoginFailure.otp_required:
         raise Unauthorized("Enter the code from your authenticator app", code="otp_required")
     if result.tokens is None:
