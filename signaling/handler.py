@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 from aiohttp import WSMsgType, web
 from aiortc import RTCIceServer
+from sqlalchemy.exc import SQLAlchemyError
 
 from media import loopback
 from media.calls import LocalMediaEngine, NegotiationFailed, UnknownPeer
@@ -298,10 +299,7 @@ async def calls_context(app: web.Application) -> AsyncIterator[None]:
             log_level=settings.log_level)
         await engine.start()
     recordings = Recordings(settings, app[keys.key_material], FinalisationQueue(create_celery(settings)))
-    async with transaction(app[keys.sessions]) as session:  # what this node left open when it last stopped
-        left_open = await recording_services.recover(session, settings=settings, now=utcnow())
-    for recording_id in left_open:
-        recordings.queue.put(str(recording_id))
+    await _recover_recordings(app, recordings)
     registry = CallRegistry(engine=engine, store=DatabaseCallStore(app[keys.sessions], recordings=recordings),
                             grace=settings.call_grace_seconds, max_calls=settings.media_max_calls)
     app[keys.calls] = registry
@@ -318,6 +316,19 @@ async def calls_context(app: web.Application) -> AsyncIterator[None]:
         await recordings.queue.drain()
         if pinned_here:
             loopback.unpin()
+
+
+async def _recover_recordings(app: web.Application, recordings: Recordings) -> None:
+    """What this node left open when it last stopped (killed mid-call) is queued for finalisation as `partial`.
+    A database not migrated yet has nothing to recover: the server still starts (and `/readyz` says why)."""
+    try:
+        async with transaction(app[keys.sessions]) as session:
+            left_open = await recording_services.recover(session, settings=app[keys.settings], now=utcnow())
+    except SQLAlchemyError as exc:
+        log.warning("recording_recovery_skipped", error=type(exc).__name__)
+        return
+    for recording_id in left_open:
+        recordings.queue.put(str(recording_id))
 
 
 async def close_calls(app: web.Application) -> None:

@@ -31,6 +31,7 @@ from server.http.problems import NotFound
 from server.keyring import KeyMaterial, SealKeys
 from server.people.models import Physician
 from server.scheduling.models import Consultation
+from server.scheduling.services import Viewer
 from server.settings import Settings
 
 log = structlog.get_logger("telemed.media.recording")
@@ -138,13 +139,6 @@ def check_manifest(recording: Recording, seal_keys: SealKeys) -> None:
         raise clinic_seal.SealProblem("the recording has no sealed manifest yet")
     clinic_seal.check(seal_keys, payload=recording.manifest, signature=recording.manifest_seal,
                       key_id=recording.seal_key_id)
-
-
-@dataclass(frozen=True)
-class Viewer:
-    user_id: uuid.UUID
-    role: Role
-    patient_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)

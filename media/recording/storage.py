@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from server.durable_files import fsync_dir, write_atomically
+
 PART = ".part"
 
 
@@ -74,19 +76,12 @@ class LocalStorage:
         """The live file becomes the stored one (atomically); its folder entry is made durable."""
         path = self._path(key)
         os.replace(self._path(key + PART), path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        write_atomically(path, data)
 
     def get(self, key: str) -> bytes:
         try:
@@ -140,14 +135,6 @@ class _DurableFile:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class BackgroundWriter:

@@ -7,9 +7,10 @@ and each file appears whole or not at all (a reader never sees half a message).
 from __future__ import annotations
 
 import datetime as dt
-import os
 import uuid
 from pathlib import Path
+
+from server.durable_files import write_atomically
 
 
 def ensure_private_dir(folder: Path) -> Path:
@@ -26,26 +27,5 @@ def write_private_file(folder: Path, *, suffix: str, data: bytes, now: dt.dateti
     stamp = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     name = f"{stamp}-{uuid.uuid4().hex}{suffix}"
     final = folder / name
-    tmp = folder / f".{name}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o600)  # whatever the umask
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(folder)
+    write_atomically(final, data)
     return final
-
-
-def _fsync_dir(folder: Path) -> None:
-    # The rename is durable only once the folder itself is flushed.
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
