@@ -158,8 +158,9 @@ _registered: set[str] = set()
 _register_lock = threading.Lock()
 
 
-def _font(path: Path) -> str:
-    """Register a TTF once per process (parsing it costs more than rendering a page) and return its name."""
+def register_font(path: Path) -> str:
+    """Register a TTF once per process (parsing it costs more than rendering a page) and return its name (the
+    protocol PDFs share it)."""
     name = "Consent-" + hashlib.sha256(str(path).encode()).hexdigest()[:16]
     with _register_lock:
         if name in _registered:
@@ -251,13 +252,16 @@ def _story(doc: ConsentDocumentInput, labels: _Labels, styles: _Styles) -> list[
     return story
 
 
-class _NumberedCanvas(Canvas):
-    """Holds pages back until the end so each footer can say "page X of Y" in one rendering pass."""
+class NumberedCanvas(Canvas):
+    """Holds pages back until the end so each footer can say "page X of Y" in one rendering pass (the protocol
+    PDFs use it too)."""
 
-    def __init__(self, *args: Any, footer: Callable[[int, int], str], footer_font: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, footer: Callable[[int, int], str], footer_font: str, footer_y: float = 10 * mm,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._footer = footer
         self._footer_font = footer_font
+        self._footer_y = footer_y
         self._held: list[dict[str, Any]] = []
 
     def showPage(self) -> None:
@@ -270,7 +274,7 @@ class _NumberedCanvas(Canvas):
             self.__dict__.update(state)
             self.setFont(self._footer_font, 7.5)
             self.setFillColor(_MUTED)
-            self.drawCentredString(A4[0] / 2, 10 * mm, self._footer(self._pageNumber, pages))
+            self.drawCentredString(A4[0] / 2, self._footer_y, self._footer(self._pageNumber, pages))
             super().showPage()
         super().save()
 
@@ -299,7 +303,7 @@ def render_consent_pdf(
     _check(doc)
     if bold_font_path is None:
         bold_font_path = DEFAULT_BOLD_FONT if font_path == DEFAULT_FONT else font_path
-    regular, bold = _font(font_path), _font(bold_font_path)
+    regular, bold = register_font(font_path), register_font(bold_font_path)
     labels = _LABELS[doc.language]
     buffer = io.BytesIO()
     template = SimpleDocTemplate(
@@ -322,6 +326,6 @@ def render_consent_pdf(
     def footer(page: int, pages: int) -> str:
         return labels.footer.format(document_id=doc.document_id, page=page, pages=pages)
 
-    canvas = functools.partial(_NumberedCanvas, footer=footer, footer_font=regular)
+    canvas = functools.partial(NumberedCanvas, footer=footer, footer_font=regular)
     template.build(_story(doc, labels, _Styles(regular, bold)), canvasmaker=canvas)
     return buffer.getvalue()

@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import hashlib
 import io
-import threading
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from xml.sax.saxutils import escape
 
 from babel.dates import format_date, format_time
@@ -24,12 +20,9 @@ from reportlab.lib.colors import HexColor
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
-from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.ttfonts import TTFError, TTFont
-from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from consent.pdf import DEFAULT_BOLD_FONT, DEFAULT_FONT, ConsentFontError
+from consent.pdf import DEFAULT_BOLD_FONT, DEFAULT_FONT, NumberedCanvas, register_font
 from server.records.content import ProtocolContent
 from server.records.texts import LABELS, Labels
 
@@ -55,24 +48,6 @@ class ProtocolDocumentInput:
     physician_specialty: str
     physician_licence: str
     content: ProtocolContent
-
-
-_registered: set[str] = set()
-_lock = threading.Lock()
-
-
-def _font(path: Path) -> str:
-    """Register a TTF once per process under its own name and return it."""
-    name = "Protocol-" + hashlib.sha256(str(path).encode()).hexdigest()[:16]
-    with _lock:
-        if name not in _registered:
-            try:
-                pdfmetrics.registerFont(TTFont(name, str(path)))
-            except (TTFError, OSError) as exc:
-                raise ConsentFontError(f"protocol PDF font {path} is not usable ({exc}); install fonts-dejavu-core "
-                                       "or set TELEMED_CONSENT_FONT to a TrueType font with Cyrillic") from exc
-            _registered.add(name)
-    return name
 
 
 _CONTROLS = {code: None for code in (*range(0x20), 0x7F) if chr(code) not in "\t\n"}
@@ -180,29 +155,6 @@ def _story(doc: ProtocolDocumentInput, labels: Labels, styles: _Styles) -> list[
     return story
 
 
-class _NumberedCanvas(Canvas):
-    """Holds pages back so each footer can say "page X of Y" in one pass."""
-
-    def __init__(self, *args: Any, footer: Callable[[int, int], str], footer_font: str, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._footer, self._footer_font = footer, footer_font
-        self._held: list[dict[str, Any]] = []
-
-    def showPage(self) -> None:
-        self._held.append(dict(self.__dict__))
-        self._startPage()
-
-    def save(self) -> None:
-        pages = len(self._held)
-        for state in self._held:
-            self.__dict__.update(state)
-            self.setFont(self._footer_font, 7.5)
-            self.setFillColor(_MUTED)
-            self.drawCentredString(A4[0] / 2, 9 * mm, self._footer(self._pageNumber, pages))
-            super().showPage()
-        super().save()
-
-
 def render_protocol_pdf(doc: ProtocolDocumentInput, *, font_path: Path = DEFAULT_FONT,
                         bold_font_path: Path | None = None) -> bytes:
     """The protocol as PDF bytes, identical for identical input, so its hash can be signed."""
@@ -210,7 +162,7 @@ def render_protocol_pdf(doc: ProtocolDocumentInput, *, font_path: Path = DEFAULT
         raise ValueError(f"unsupported protocol language {doc.language!r}")
     if bold_font_path is None:
         bold_font_path = DEFAULT_BOLD_FONT if font_path == DEFAULT_FONT else font_path
-    regular, bold = _font(font_path), _font(bold_font_path)
+    regular, bold = register_font(font_path), register_font(bold_font_path)
     labels = LABELS[doc.language]
     buffer = io.BytesIO()
     template = SimpleDocTemplate(buffer, pagesize=A4, leftMargin=_MARGIN, rightMargin=_MARGIN, topMargin=_MARGIN,
@@ -222,5 +174,5 @@ def render_protocol_pdf(doc: ProtocolDocumentInput, *, font_path: Path = DEFAULT
         return labels.footer.format(document_id=doc.document_id, page=page, pages=pages)
 
     template.build(_story(doc, labels, _Styles(regular, bold)),
-                   canvasmaker=functools.partial(_NumberedCanvas, footer=footer, footer_font=regular))
+                   canvasmaker=functools.partial(NumberedCanvas, footer=footer, footer_font=regular, footer_y=9 * mm))
     return buffer.getvalue()

@@ -11,18 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import seal
 from consent.rules import canonical_json, sha256_hex
+from consent.services import Check
 from consent.setup import ConsentSetup
 from consent.signatures import SignatureRejected, Signer
 from server.records import rules
 from server.records.models import ProtocolDocument, ProtocolSignatureLevel, ProtocolVersion
 from server.records.signing import PAYLOAD_KIND, sealed_fields
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
 
 
 @dataclass(frozen=True)
