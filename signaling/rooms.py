@@ -302,10 +302,19 @@ class Room:
         if wanted and self._recording_id is None:
             try:
                 spec, root = await self._store.start_recording(self.consultation_id)
-                await self.media.start_recording(spec, root)
-                self._recording_id = spec.recording_id
             except Exception:
                 log.exception("recording_start_failed")
+                return
+            try:
+                await self.media.start_recording(spec, root)
+            except Exception:  # the row is stopped at once: finalised, it says nothing was recorded
+                log.exception("recording_start_failed")
+                try:
+                    await self._store.recording_stopped(spec.recording_id, "media_failed")
+                except Exception:  # left `recording`: recovery finalises it at this node's next start
+                    log.exception("recording_stopped_not_saved")
+                return
+            self._recording_id = spec.recording_id
         elif not wanted and self._recording_id is not None:
             await self._stop_recording(reason)
 

@@ -115,7 +115,7 @@ async def _player(request: web.Request, principal: Principal, *, back: str) -> w
     async with tx(request) as db:
         recording = await db.get(Recording, recording_id)
         if recording is None or recording.state not in FINAL_STATES or not await recordings.may_view(
-                db, recording, viewer, settings=settings):
+                db, recording.consultation_id, viewer, settings=settings):
             raise await _not_found(request, back)
         view = await queries.view(db, recording.consultation_id)
         outputs = await _outputs(db, recording)

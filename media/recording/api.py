@@ -78,10 +78,9 @@ async def list_recordings(request: web.Request) -> web.Response:
         consultation = await session.get(Consultation, path_uuid(request, "consultation_id"))
         if consultation is None:
             raise NotFound()
-        recordings = await consultation_recordings(session, consultation.id)
-        probe = Recording(consultation_id=consultation.id)
-        if not await services.may_view(session, probe, viewer, settings=settings):
+        if not await services.may_view(session, consultation.id, viewer, settings=settings):
             raise NotFound()
+        recordings = await consultation_recordings(session, consultation.id)
         items = [await recording_out(session, recording) for recording in recordings]
     return json_response(RecordingList(items=items))
 
@@ -92,7 +91,7 @@ async def get_recording(request: web.Request) -> web.Response:
     viewer = await _viewer(request)
     async with read(request) as session:
         recording = await session.get(Recording, path_uuid(request, "recording_id"))
-        if recording is None or not await services.may_view(session, recording, viewer,
+        if recording is None or not await services.may_view(session, recording.consultation_id, viewer,
                                                              settings=request.app[keys.settings]):
             raise NotFound()
         out = await recording_out(session, recording)

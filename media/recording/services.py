@@ -153,10 +153,10 @@ class ReasonRequired(ValueError):
     """An administrator must say why they open a recording."""
 
 
-async def may_view(session: AsyncSession, recording: Recording, viewer: Viewer, *, settings: Settings) -> bool:
+async def may_view(session: AsyncSession, consultation_id: uuid.UUID, viewer: Viewer, *, settings: Settings) -> bool:
     """The consultation's physician; the QA expert assigned to it; an admin (with a reason, checked by the
     caller); the patient if the clinic allows it. Everybody else: as if it did not exist."""
-    consultation = await session.get(Consultation, recording.consultation_id)
+    consultation = await session.get(Consultation, consultation_id)
     if consultation is None:
         return False
     if viewer.role is Role.physician:
@@ -182,7 +182,7 @@ async def open_playback(session: AsyncSession, *, recording_id: uuid.UUID, parti
                         settings: Settings) -> Playback:
     recording = await session.get(Recording, recording_id)
     if recording is None or recording.state not in FINAL_STATES or not await may_view(
-            session, recording, viewer, settings=settings):
+            session, recording.consultation_id, viewer, settings=settings):
         raise NotFound()
     if viewer.role is Role.admin and not (reason and reason.strip()):
         raise ReasonRequired()

@@ -29,6 +29,7 @@ class FakeCall:
     closed: bool = False
     failing: bool = False
     recordings: list[str] = field(default_factory=list)
+    failing_recording: bool = False
 
     async def add_peer(self, peer_id: str, role: str = "") -> None:
         if self.failing:
@@ -49,6 +50,8 @@ class FakeCall:
         self.peers.discard(peer_id)
 
     async def start_recording(self, spec: RecordingSpec, storage_root: str) -> None:
+        if self.failing_recording:
+            raise MediaUnavailable("the media worker died")
         self.recordings.append(f"start:{spec.recording_id}")
 
     async def stop_recording(self, reason: str) -> None:
@@ -262,6 +265,16 @@ async def test_room_records_from_when_both_are_in_until_a_withdrawal_a_pause_or_
     await call.end(physician, AuditContext())
     assert engine.call.recordings[-1] == "stop:ended"
     assert store.recordings[-1] == "stopped:rec-2:ended"
+
+
+async def test_room_a_recording_the_media_cannot_start_is_stopped_at_once_and_the_call_goes_on(
+        engine: FakeEngine, store: FakeStore) -> None:
+    engine.call.failing_recording = True
+    call = room(engine, store)
+    await call.attach(seat(CallRole.physician), FakeConnection())
+    patient = await call.attach(seat(CallRole.patient), FakeConnection())
+    assert patient in call.connected()  # the consultation matters more than its recording
+    assert store.recordings == ["recording:0", "stopped:rec-0:media_failed"]
 
 
 async def test_room_seats_one_invited_guest_beside_physician_and_patient(engine: FakeEngine, store: FakeStore) -> None:
