@@ -341,6 +341,7 @@ async def _answer_offers(engine: Any, conns: list[Conn], chunks: list[int], reco
     """Each client process's offers, two per call, answered by one call's two peers; each call recorded (sealed
     segments under `record_root`) if given."""
     from media.recording.capture import RecordingSpec
+    from media.recording.storage import StorageLocation
 
     for conn, calls in zip(conns, chunks, strict=True):
         offers = await _receive(conn, "offers")
@@ -348,7 +349,8 @@ async def _answer_offers(engine: Any, conns: list[Conn], chunks: list[int], reco
         for number in range(calls):
             call = engine.open_call(uuid.uuid4(), lambda peer_id, state: None)
             if record_root is not None:
-                await call.start_recording(RecordingSpec(str(uuid.uuid4()), os.urandom(32)), str(record_root))
+                await call.start_recording(RecordingSpec(str(uuid.uuid4()), os.urandom(32)),
+                                           StorageLocation(str(record_root)))
             for side in ("physician", "patient"):
                 await call.add_peer(side, side)
             for index, side in enumerate(("physician", "patient")):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Protocol
 
 import av
@@ -26,7 +25,7 @@ from media import passthrough
 from media.forwarding import Relay
 from media.peer import OfferRejected, ServerPeer
 from media.recording.capture import CallRecorder, RecordingSpec
-from media.recording.storage import LocalStorage
+from media.recording.storage import StorageLocation
 
 log = structlog.get_logger("telemed.media")
 
@@ -55,7 +54,7 @@ class MediaCall(Protocol):
 
     async def remove_peer(self, peer_id: str) -> None: ...
 
-    async def start_recording(self, spec: RecordingSpec, storage_root: str) -> None: ...
+    async def start_recording(self, spec: RecordingSpec, location: StorageLocation) -> None: ...
 
     async def stop_recording(self, reason: str) -> None: ...
 
@@ -157,7 +156,7 @@ class LocalMediaCall:
     def recording(self) -> bool:
         return self._recorder is not None
 
-    async def start_recording(self, spec: RecordingSpec, storage_root: str) -> None:
+    async def start_recording(self, spec: RecordingSpec, location: StorageLocation) -> None:
         """Capture what every peer sends, from now on, into the recording's segments (media.recording.capture)."""
         if self._closed:
             raise UnknownPeer("the call is closed")
@@ -165,7 +164,7 @@ class LocalMediaCall:
             if self._recorder.spec.recording_id == spec.recording_id:
                 return
             await self.stop_recording("replaced")
-        self._recorder = CallRecorder(spec, LocalStorage(Path(storage_root)))
+        self._recorder = CallRecorder(spec, location.open())
         for peer in self._peers.values():
             for kind, relay in peer.relays.items():
                 self._recorder.attach(peer.peer_id, peer.role, relay.receiver, kind)

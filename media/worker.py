@@ -40,6 +40,7 @@ from media import channel, loopback
 from media.calls import LocalMediaCall, LocalMediaEngine, NegotiationFailed, UnknownPeer
 from media.channel import BadMessage, Channel, ChannelError, FrameTooLarge
 from media.recording.capture import RecordingSpec
+from media.recording.storage import StorageLocation
 
 log = structlog.get_logger("telemed.media.worker")
 
@@ -86,11 +87,23 @@ class _AddCandidate(_PeerParams):
     sdp_mline_index: int | None = Field(default=None, ge=0, le=64)
 
 
+class _Storage(_Params):
+    """media.recording.storage.StorageLocation's fields."""
+
+    folder: str = Field(min_length=1, max_length=4096)
+    bucket: str | None = Field(default=None, max_length=255)
+    prefix: str = Field(default="", max_length=1024)
+    endpoint_url: str | None = Field(default=None, max_length=2048)
+    region: str | None = Field(default=None, max_length=64)
+    access_key_id: str | None = Field(default=None, max_length=256)
+    secret_access_key: str | None = Field(default=None, max_length=256)
+
+
 class _StartRecording(_CallParams):
     recording_id: str = _ID
     data_key: str = Field(min_length=44, max_length=44)  # 32 bytes, base64
     segment_seconds: float = Field(default=10.0, ge=1.0, le=60.0)
-    storage_root: str = Field(min_length=1, max_length=4096)
+    storage: _Storage
 
 
 class _StopRecording(_CallParams):
@@ -203,7 +216,8 @@ class WorkerService:
         except ValueError:
             raise RequestFailed(channel.BAD_MESSAGE, "data_key is not base64") from None
         await self._call(params.call_id).start_recording(
-            RecordingSpec(params.recording_id, data_key, params.segment_seconds), params.storage_root)
+            RecordingSpec(params.recording_id, data_key, params.segment_seconds),
+            StorageLocation(**params.storage.model_dump()))
         return {}
 
     async def stop_recording(self, params: _StopRecording) -> dict[str, Any]:

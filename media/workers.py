@@ -22,6 +22,7 @@ from aiortc import RTCIceServer
 from media import channel
 from media.calls import IceServersFor, NegotiationFailed, PeerStateListener, UnknownPeer
 from media.recording.capture import RecordingSpec
+from media.recording.storage import StorageLocation
 from media.worker_client import MediaWorker, WorkerError, WorkerGone
 
 log = structlog.get_logger("telemed.media")
@@ -103,11 +104,11 @@ class WorkerMediaCall:
         except (WorkerGone, WorkerError) as exc:
             log.info("media_remove_peer_failed", error=str(exc))
 
-    async def start_recording(self, spec: RecordingSpec, storage_root: str) -> None:
+    async def start_recording(self, spec: RecordingSpec, location: StorageLocation) -> None:
         """Record in the call's worker; if the worker dies, the call's next worker records on (new tracks)."""
         self._recording = {"call_id": self.key, "recording_id": spec.recording_id,
                            "data_key": base64.b64encode(spec.data_key).decode(),
-                           "segment_seconds": spec.segment_seconds, "storage_root": storage_root}
+                           "segment_seconds": spec.segment_seconds, "storage": location.as_params()}
         worker = await self._open()
         await worker.request("start_recording", self._recording)
 

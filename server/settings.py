@@ -113,6 +113,13 @@ class Settings(BaseSettings):
     recordings_dir: Path | None = None
     recording_segment_seconds: float = Field(default=10.0, ge=1.0, le=60.0)
     recording_patient_playback: bool = False  # patients may replay their own consultations' recordings
+    # An S3-compatible bucket instead of the folder (which then only spools the segments being written)
+    recordings_s3_bucket: str | None = None
+    recordings_s3_prefix: str = ""
+    recordings_s3_endpoint_url: str | None = None  # None: AWS; otherwise MinIO, Ceph RGW, Yandex Object Storage...
+    recordings_s3_region: str | None = None
+    recordings_s3_access_key_id: str | None = None
+    recordings_s3_secret_access_key: SecretStr | None = None
     node_id: str | None = None  # names this web node's recordings (recovery after a crash); default: the host
 
     # Retention per data class (docs/retention.md); 0 = keep forever. Medical records are kept for decades.
@@ -149,6 +156,8 @@ class Settings(BaseSettings):
     @field_validator("database_url", "broker_url", "jwt_private_key", "master_key", "audit_key", "log_format",
                      "smtp_host", "smtp_username", "smtp_password", "sms_webhook_url", "sms_webhook_token",
                      "consent_font", "seal_key", "turn_secret", "media_workers", "recordings_dir", "node_id",
+                     "recordings_s3_bucket", "recordings_s3_endpoint_url", "recordings_s3_region",
+                     "recordings_s3_access_key_id", "recordings_s3_secret_access_key",
                      mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

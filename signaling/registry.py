@@ -15,6 +15,7 @@ from media.calls import MediaEngine
 from media.recording import services as recording_services
 from media.recording.capture import RecordingSpec
 from media.recording.queue import Recordings
+from media.recording.storage import StorageLocation
 from media.workers import MediaUnavailable
 from server.audit.services import AuditContext
 from server.db.base import utcnow
@@ -36,14 +37,14 @@ class DatabaseCallStore:
         self._clock = clock
         self._recordings = recordings
 
-    async def start_recording(self, consultation_id: uuid.UUID) -> tuple[RecordingSpec, str]:
+    async def start_recording(self, consultation_id: uuid.UUID) -> tuple[RecordingSpec, StorageLocation]:
         if self._recordings is None:
             raise RuntimeError("this node does not record")
         async with transaction(self._sessions) as session:
             spec = await recording_services.start(session, consultation_id=consultation_id,
                                                   keys=self._recordings.keys, settings=self._recordings.settings,
                                                   now=self._clock())
-        return spec, str(self._recordings.settings.resolved_recordings_dir)
+        return spec, recording_services.storage_location(self._recordings.settings)
 
     async def recording_stopped(self, recording_id: str, reason: str) -> None:
         async with transaction(self._sessions) as session:

@@ -20,6 +20,7 @@ import structlog
 
 from media.calls import MediaCall, MediaEngine, UnknownPeer
 from media.recording.capture import RecordingSpec
+from media.recording.storage import StorageLocation
 from server.audit.services import AuditContext
 from server.db.base import utcnow
 from signaling import messages
@@ -49,7 +50,7 @@ class CallStore(Protocol):
 
     async def save_chat(self, seat: Seat, text: str) -> tuple[uuid.UUID, dt.datetime]: ...
 
-    async def start_recording(self, consultation_id: uuid.UUID) -> tuple[RecordingSpec, str]: ...
+    async def start_recording(self, consultation_id: uuid.UUID) -> tuple[RecordingSpec, StorageLocation]: ...
 
     async def recording_stopped(self, recording_id: str, reason: str) -> None: ...
 
@@ -301,12 +302,12 @@ class Room:
         wanted = self.recording and not self.recording_paused and self._both_joined and not self._closed
         if wanted and self._recording_id is None:
             try:
-                spec, root = await self._store.start_recording(self.consultation_id)
+                spec, location = await self._store.start_recording(self.consultation_id)
             except Exception:
                 log.exception("recording_start_failed")
                 return
             try:
-                await self.media.start_recording(spec, root)
+                await self.media.start_recording(spec, location)
             except Exception:  # the row is stopped at once: finalised, it says nothing was recorded
                 log.exception("recording_start_failed")
                 try:

@@ -23,7 +23,7 @@ from media.recording import encryption
 from media.recording.capture import RecordingSpec
 from media.recording.finalise import Finalised, finalise
 from media.recording.models import FINAL_STATES, Recording, RecordingOutput, RecordingState
-from media.recording.storage import LocalStorage, RecordingStorage
+from media.recording.storage import RecordingStorage, StorageLocation
 from server.audit import services as audit
 from server.audit.services import AuditContext
 from server.auth.models import Role
@@ -38,8 +38,18 @@ log = structlog.get_logger("telemed.media.recording")
 CHUNK_BYTES = encryption.CHUNK_BYTES
 
 
-def storage_for(settings: Settings) -> LocalStorage:
-    return LocalStorage(settings.resolved_recordings_dir)
+def storage_location(settings: Settings) -> StorageLocation:
+    """The clinic's store: an S3-compatible bucket if one is configured, else the local folder."""
+    secret = settings.recordings_s3_secret_access_key
+    return StorageLocation(
+        folder=str(settings.resolved_recordings_dir), bucket=settings.recordings_s3_bucket,
+        prefix=settings.recordings_s3_prefix, endpoint_url=settings.recordings_s3_endpoint_url,
+        region=settings.recordings_s3_region, access_key_id=settings.recordings_s3_access_key_id,
+        secret_access_key=secret.get_secret_value() if secret is not None else None)
+
+
+def storage_for(settings: Settings) -> RecordingStorage:
+    return storage_location(settings).open()
 
 
 async def start(session: AsyncSession, *, consultation_id: uuid.UUID, keys: KeyMaterial, settings: Settings,

@@ -4,19 +4,20 @@ Keys are relative paths (`<recording id>/segments/patient.video.0/00003.seg`). A
 its key with `.part` appended and published (renamed) when complete, so a crash leaves an unfinished segment
 recognisable. Everything stored is sealed already (media.recording.encryption): a store sees no plaintext.
 
-An S3-compatible store fits the same interface (put/get/ranged get/list/delete; a live segment is spooled to a
-local `.part` file and uploaded when published): docs/recording.md.
+An S3-compatible store (media.recording.s3) fits the same interface; `StorageLocation` says which one to use.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import shutil
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from server.durable_files import fsync_dir, write_atomically
 
@@ -53,6 +54,35 @@ class RecordingStorage(Protocol):
     def list(self, prefix: str) -> list[str]: ...
 
     def delete_prefix(self, prefix: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class StorageLocation:
+    """Where a recording's files go, as plain data: it travels to a media worker with `start_recording`.
+
+    Without `bucket`, files live under `folder`. With one, they go to that S3-compatible bucket (under `prefix`)
+    and `folder` holds only the segments being written (media.recording.s3).
+    """
+
+    folder: str
+    bucket: str | None = None
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)
+
+    def open(self) -> RecordingStorage:
+        if self.bucket is None:
+            return LocalStorage(Path(self.folder))
+        from media.recording.s3 import S3Storage  # boto3 is imported only where a bucket is configured
+
+        return S3Storage(bucket=self.bucket, prefix=self.prefix, spool=Path(self.folder),
+                         endpoint_url=self.endpoint_url, region=self.region, access_key_id=self.access_key_id,
+                         secret_access_key=self.secret_access_key)
+
+    def as_params(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 class LocalStorage:

@@ -23,7 +23,7 @@ from media.calls import LocalMediaEngine
 from media.recording import encryption
 from media.recording.capture import RecordingSpec
 from media.recording.finalise import Finalised, finalise
-from media.recording.storage import LocalStorage
+from media.recording.storage import LocalStorage, StorageLocation
 from tests.integration.test_media_loss import LossyLink, lossy_link  # noqa: F401  # the fixture
 from tests.integration.test_media_passthrough import (
     Client,
@@ -93,7 +93,8 @@ async def _hold_recorded_call(tmp_path: Path, seconds: float, lossy: LossyLink |
     try:
         if lossy is not None:
             lossy.transports.update(t.sender.transport for t in clients["patient"].pc.getTransceivers())
-        await call.start_recording(RecordingSpec(recording_id, data_key, SEGMENT_SECONDS), str(storage.root))
+        await call.start_recording(RecordingSpec(recording_id, data_key, SEGMENT_SECONDS),
+                                   StorageLocation(str(storage.root)))
         for role, client in clients.items():
             await join_call(call, client, role, role)
         await _until(lambda: all(len(c.received["video"]) >= 5 for c in clients.values()), "media both ways")

@@ -13,6 +13,7 @@ import pytest
 
 from media.calls import PeerStateListener, UnknownPeer
 from media.recording.capture import RecordingSpec
+from media.recording.storage import StorageLocation
 from media.workers import MediaUnavailable
 from server.audit.services import AuditContext
 from signaling.calls import Seat
@@ -49,7 +50,7 @@ class FakeCall:
     async def remove_peer(self, peer_id: str) -> None:
         self.peers.discard(peer_id)
 
-    async def start_recording(self, spec: RecordingSpec, storage_root: str) -> None:
+    async def start_recording(self, spec: RecordingSpec, location: StorageLocation) -> None:
         if self.failing_recording:
             raise MediaUnavailable("the media worker died")
         self.recordings.append(f"start:{spec.recording_id}")
@@ -96,10 +97,10 @@ class FakeStore:
         self.done.append(f"chat:{text}")
         return uuid.uuid4(), dt.datetime.now(dt.UTC)
 
-    async def start_recording(self, consultation_id: uuid.UUID) -> tuple[RecordingSpec, str]:
+    async def start_recording(self, consultation_id: uuid.UUID) -> tuple[RecordingSpec, StorageLocation]:
         number = len([r for r in self.recordings if r.startswith("recording:")])
         self.recordings.append(f"recording:{number}")
-        return RecordingSpec(f"rec-{number}", bytes(32)), "/nonexistent"
+        return RecordingSpec(f"rec-{number}", bytes(32)), StorageLocation("/nonexistent")
 
     async def recording_stopped(self, recording_id: str, reason: str) -> None:
         self.recordings.append(f"stopped:{recording_id}:{reason}")
