@@ -164,7 +164,12 @@ class LocalMediaCall:
             if self._recorder.spec.recording_id == spec.recording_id:
                 return
             await self.stop_recording("replaced")
-        self._recorder = CallRecorder(spec, location.open())
+        # Opening the store (an object store's client) and listing what earlier recorders left: not in the loop.
+        recorder = await asyncio.to_thread(lambda: CallRecorder(spec, location.open()))
+        if self._closed or self._recorder is not None:  # closed, or started again, meanwhile
+            await recorder.stop("superseded")
+            return
+        self._recorder = recorder
         for peer in self._peers.values():
             for kind, relay in peer.relays.items():
                 self._recorder.attach(peer.peer_id, peer.role, relay.receiver, kind)

@@ -113,6 +113,7 @@ class Settings(BaseSettings):
     recordings_dir: Path | None = None
     recording_segment_seconds: float = Field(default=10.0, ge=1.0, le=60.0)
     recording_patient_playback: bool = False  # patients may replay their own consultations' recordings
+    recording_finalise_grace_seconds: float = Field(default=30.0, ge=0, le=3600)  # a worker may still be flushing
     # An S3-compatible bucket instead of the folder (which then only spools the segments being written)
     recordings_s3_bucket: str | None = None
     recordings_s3_prefix: str = ""

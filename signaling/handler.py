@@ -298,7 +298,8 @@ async def calls_context(app: web.Application) -> AsyncIterator[None]:
             log_format=settings.resolved_log_format,
             log_level=settings.log_level)
         await engine.start()
-    recordings = Recordings(settings, app[keys.key_material], FinalisationQueue(create_celery(settings)))
+    recordings = Recordings(settings, app[keys.key_material], FinalisationQueue(create_celery(settings)),
+                            app[keys.consent].policy)
     await _recover_recordings(app, recordings)
     registry = CallRegistry(engine=engine, store=DatabaseCallStore(app[keys.sessions], recordings=recordings),
                             grace=settings.call_grace_seconds, max_calls=settings.media_max_calls)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from consent import services as consent_services
 from consent.models import ConsentPurpose
 from consent.services import Withdrawal
 from media.calls import MediaEngine
@@ -23,7 +24,16 @@ from server.db.engine import transaction
 from server.http.problems import ProblemError
 from signaling import calls
 from signaling.calls import CLOSE_GOING_AWAY, CLOSE_MEDIA_FAILED, CLOSE_NOT_OPEN, CLOSE_TRY_AGAIN_LATER, Refused, Seat
-from signaling.rooms import CallStore, CannotEnd, Connection, Participant, RoleTaken, Room, RoomClosed
+from signaling.rooms import (
+    CallStore,
+    CannotEnd,
+    Connection,
+    Participant,
+    RecordingNotAllowed,
+    RoleTaken,
+    Room,
+    RoomClosed,
+)
 
 log = structlog.get_logger("telemed.signaling")
 
@@ -37,10 +47,17 @@ class DatabaseCallStore:
         self._clock = clock
         self._recordings = recordings
 
-    async def start_recording(self, consultation_id: uuid.UUID) -> tuple[RecordingSpec, StorageLocation]:
+    async def start_recording(self, consultation_id: uuid.UUID, patient_id: uuid.UUID
+                              ) -> tuple[RecordingSpec, StorageLocation]:
         if self._recordings is None:
             raise RuntimeError("this node does not record")
         async with transaction(self._sessions) as session:
+            # The gate is asked again here, in the transaction that creates the recording: a withdrawal that
+            # raced the call's flags (or came through another node) still wins.
+            gate = await consent_services.patient_gate(session, patient_id=patient_id,
+                                                       policy=self._recordings.consent_policy, now=self._clock())
+            if not gate.may_record:
+                raise RecordingNotAllowed()
             spec = await recording_services.start(session, consultation_id=consultation_id,
                                                   keys=self._recordings.keys, settings=self._recordings.settings,
                                                   now=self._clock())

@@ -50,9 +50,14 @@ class CallStore(Protocol):
 
     async def save_chat(self, seat: Seat, text: str) -> tuple[uuid.UUID, dt.datetime]: ...
 
-    async def start_recording(self, consultation_id: uuid.UUID) -> tuple[RecordingSpec, StorageLocation]: ...
+    async def start_recording(self, consultation_id: uuid.UUID, patient_id: uuid.UUID
+                              ) -> tuple[RecordingSpec, StorageLocation]: ...
 
     async def recording_stopped(self, recording_id: str, reason: str) -> None: ...
+
+
+class RecordingNotAllowed(Exception):
+    """The consent gate, asked as the recording was to start, does not allow it (withdrawn meanwhile)."""
 
 
 class RoomClosed(Exception):
@@ -277,17 +282,21 @@ class Room:
 
     async def set_recording(self, active: bool) -> None:
         """The consent gate changed mid-call (a withdrawal): the recording stops at once and everyone is told."""
-        await self._change(self._set_recording(active, paused=self.recording_paused, reason="consent_withdrawn"))
+        await self._change(self._set_recording(active=active, reason="consent_withdrawn"))
 
     async def pause_recording(self, participant: Participant, paused: bool) -> None:
         """The physician pauses (or resumes) the recording: a pause ends the current recording; resuming starts a
         new one. Everyone sees the state."""
         if participant.seat.role is not CallRole.physician:
             raise CannotEnd("only the physician pauses the recording")
-        await self._change(self._set_recording(self.recording, paused=paused, reason="paused"))
+        await self._change(self._set_recording(paused=paused, reason="paused"))
 
-    async def _set_recording(self, active: bool, *, paused: bool, reason: str) -> None:
+    async def _set_recording(self, *, active: bool | None = None, paused: bool | None = None, reason: str) -> None:
+        """Change the consent flag or the pause (None: as it is when the lock is ours, not when the change was
+        asked for: a pause queued behind a withdrawal must not bring the withdrawn consent back)."""
         async with self._lock:
+            active = self.recording if active is None else active
+            paused = self.recording_paused if paused is None else paused
             if self._closed or (self.recording, self.recording_paused) == (active, paused):
                 return
             self.recording, self.recording_paused = active, paused
@@ -302,7 +311,11 @@ class Room:
         wanted = self.recording and not self.recording_paused and self._both_joined and not self._closed
         if wanted and self._recording_id is None:
             try:
-                spec, location = await self._store.start_recording(self.consultation_id)
+                spec, location = await self._store.start_recording(self.consultation_id, self.patient_id)
+            except RecordingNotAllowed:  # withdrawn after this join's ticket was checked: not recorded, and said so
+                self.recording = False
+                self._broadcast(messages.event("recording", active=False, paused=self.recording_paused))
+                return
             except Exception:
                 log.exception("recording_start_failed")
                 return

@@ -10,7 +10,7 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from media.recording import retention, services
+from media.recording import encryption, retention, services
 from media.recording.models import Recording, RecordingOutput
 from media.recording.ranges import Unsatisfiable, parse_range
 from media.recording.schemas import (
@@ -36,6 +36,10 @@ from server.scheduling.models import Consultation
 router = ApiRouter("recordings")
 WEBM = "video/webm"
 VIEWERS = [Role.physician, Role.patient, Role.qa_expert, Role.admin]
+
+
+class RecordingDamaged(ProblemError):
+    status, code, title = 409, "recording_damaged", "The recording's stored file is damaged"
 
 
 class RangeNotSatisfiable(ProblemError):
@@ -114,6 +118,9 @@ async def media(request: web.Request, query: PlaybackQuery) -> web.StreamRespons
                 session, recording_id=recording_id, participant=query.participant, viewer=viewer,
                 reason=query.reason, keys=request.app[keys.key_material], storage=services.storage_for(settings),
                 settings=settings)
+        except encryption.Tampered:
+            raise RecordingDamaged("The stored file does not authenticate; the recording's verification says "
+                                   "what is wrong") from None
         except services.ReasonRequired:
             raise ValidationFailed("Administrators state why they open a recording", errors=[
                 FieldError(field="reason", message="required for administrators", type="missing")]) from None

@@ -45,6 +45,8 @@ from media.recording.storage import BackgroundWriter, QueuedFile, RecordingStora
 log = structlog.get_logger("telemed.media.recording")
 
 SEGMENT_SECONDS = 10.0
+#: How long stopping waits for the writer thread to put everything on disk.
+WRITE_TIMEOUT = 30.0
 RECORD = struct.Struct(">BQI")  # type, arrival (µs since the epoch), body length
 RTP_HEADER = struct.Struct(">HIIBB")  # sequence number, timestamp, SSRC, payload type, marker
 SENDER_REPORT = struct.Struct(">IQI")  # SSRC, NTP timestamp, RTP timestamp
@@ -138,7 +140,8 @@ class TrackCapture:
         self._complete()
         self.index += 1
         key = segment_key(self._spec.recording_id, self.track, self.index)
-        self._file = QueuedFile(self._storage.create(key), self._writer)
+        storage = self._storage
+        self._file = QueuedFile(lambda: storage.create(key), self._writer)
         self._segment = SealedWriter(self._file, self._spec.data_key, {
             "recording": self._spec.recording_id, "track": self.track, "index": self.index, "kind": self.kind})
         self._started = at
@@ -201,6 +204,7 @@ class CallRecorder:
         self._tracks: dict[str, list[tuple[TrackCapture, Callable[[], None]]]] = {}  # by peer id
         self._epochs = _next_epochs(storage, spec.recording_id)  # next peer-connection number per role
         self._peer_epochs: dict[str, int] = {}
+        self._last_index: dict[str, int] = {}  # every track's last segment, detached ones too: the end marker
         self._keyframe_tasks: set[asyncio.Task[bool]] = set()
         self._stopped = False
         self.started_at = clock()
@@ -231,26 +235,28 @@ class CallRecorder:
         for capture, untap in self._tracks.pop(peer_id, []):
             untap()
             capture.close()
+            if capture.index >= 0:
+                self._last_index[capture.track] = capture.index
 
     async def stop(self, reason: str) -> dict[str, Any]:
         """Stop capturing, complete every segment, write the end marker, and wait until all is on disk."""
         if self._stopped:
             return {}
         self._stopped = True
-        tracks: dict[str, int] = {}
         for peer_id in list(self._tracks):
-            for capture, _ in self._tracks[peer_id]:
-                tracks[capture.track] = capture.index
             self.detach(peer_id)
         for task in list(self._keyframe_tasks):
             task.cancel()
-        end = {"reason": reason, "stopped_at": self._clock(), "tracks": tracks}
+        end = {"reason": reason, "stopped_at": self._clock(), "tracks": dict(self._last_index)}
         self._writer.call(lambda: write_end_marker(self._storage, self.spec, end))
         await asyncio.get_running_loop().run_in_executor(None, self._finish_writing)
         return end
 
     def _finish_writing(self) -> None:
-        self._writer.drain()
+        if not self._writer.drain(WRITE_TIMEOUT):
+            # Still writing (a stalled disk or store): the end marker is not written yet, so the finaliser waits
+            # (media.recording.services.FINALISE_GRACE) rather than finalise half the files.
+            log.error("recording_write_stalled", recording_id=self.spec.recording_id, seconds=WRITE_TIMEOUT)
         self._writer.stop()
         for error in self._writer.errors:
             log.error("recording_write_failed", error=type(error).__name__, detail=str(error))

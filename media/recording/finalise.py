@@ -116,30 +116,33 @@ def finalise(storage: RecordingStorage, recording_id: str, data_key: bytes) -> F
         pass
 
     captured: dict[str, CapturedTrack] = {}
-    damaged_spans: dict[str, list[int]] = {}
+    spans: dict[tuple[str, int], tuple[float, float] | None] = {}  # arrival times of each segment read
+    damaged: list[tuple[str, int]] = []
     for (track, index), entry in sorted(journal.items()):
         name = f"{track}#{index}"
         stored = files.get((track, index)) or parts.get((track, index))
         if stored is None:
             result.problems.append(f"segment {name} is missing")
-            damaged_spans.setdefault(track, []).append(index)
+            damaged.append((track, index))
             continue
         sealed = storage.get(stored)
         problem = _check_segment(sealed, data_key, recording_id, track, index, entry)
         if problem is not None:
             result.problems.append(f"segment {name}: {problem}")
-            damaged_spans.setdefault(track, []).append(index)
+            damaged.append((track, index))
             continue
         _, plaintext = open_sealed(sealed, data_key)
         try:
-            captured.setdefault(track, CapturedTrack(track)).add_segment(plaintext)
+            spans[track, index] = captured.setdefault(track, CapturedTrack(track)).add_segment(plaintext)
         except packets.Unreadable as exc:
             result.problems.append(f"segment {name}: {exc}")
+            damaged.append((track, index))
             continue
         result.segments.append({"track": track, "index": index, "sha256": entry["sha256"], "size": entry["size"]})
     for where in sorted(set(files) - set(journal)):
         result.problems.append(f"segment {where[0]}#{where[1]} is not in the journal")
-    _check_sequences(result, journal, parts, end)
+    _check_sequences(result, journal, end)
+    _unfinished(result, storage, recording_id, data_key, journal, parts, end, captured, spans)
     if result.problems:
         result.state = "damaged"
     elif (end is None and journal) or result.lost:
@@ -148,6 +151,7 @@ def finalise(storage: RecordingStorage, recording_id: str, data_key: bytes) -> F
         result.state = "damaged"
         result.problems.append("nothing was recorded and the recording was not stopped cleanly")
     _build_outputs(result, storage, recording_id, data_key, captured)
+    _mark_gaps(result, spans, damaged)
     return result
 
 
@@ -167,9 +171,9 @@ def _check_segment(sealed: bytes, data_key: bytes, recording_id: str, track: str
 
 
 def _check_sequences(result: Finalised, journal: dict[tuple[str, int], dict[str, Any]],
-                     parts: dict[tuple[str, int], str], end: dict[str, Any] | None) -> None:
-    """Every track's segments run from 0 without a hole; after a clean stop up to the end marker's last index;
-    after a crash, an unfinished segment right after the last journaled one is the one lost."""
+                     end: dict[str, Any] | None) -> None:
+    """Every track's journaled segments run from 0 without a hole and, after a clean stop, up to the end
+    marker's last index."""
     indices: dict[str, list[int]] = {}
     for track, index in journal:
         indices.setdefault(track, []).append(index)
@@ -180,13 +184,47 @@ def _check_sequences(result: Finalised, journal: dict[tuple[str, int], dict[str,
         missing = [i for i in range(last + 1) if i not in present]
         if missing:
             result.problems.append(f"segments {', '.join(f'{track}#{i}' for i in missing)} are missing")
+
+
+def _unfinished(result: Finalised, storage: RecordingStorage, recording_id: str, data_key: bytes,
+                journal: dict[tuple[str, int], dict[str, Any]], parts: dict[tuple[str, int], str],
+                end: dict[str, Any] | None, captured: dict[str, CapturedTrack],
+                spans: dict[tuple[str, int], tuple[float, float] | None]) -> None:
+    """Segments left `.part` and never journaled: their recorder died (the node, or a media worker).
+
+    Only a track's tail can be like that: the segments right after its last journaled one (a slow disk may hold
+    back one that was complete besides the one being written). One that authenticates to its last chunk and
+    names this recording, track and index is recovered (its chunks are sealed under this recording's key, so
+    nobody without it could have made it); the others are lost and listed. Anything else unjournaled is damage.
+    """
+    ended = (end or {}).get("tracks", {})
+    journaled: dict[str, int] = {}
+    for track, _index in journal:
+        journaled[track] = journaled.get(track, 0) + 1
+    tails: dict[str, list[int]] = {}
     for track, index in sorted(parts):
-        if (track, index) in journal:
-            continue
-        if index == len(indices.get(track, [])) and track not in ended:
-            result.lost.append(f"{track}#{index}")  # its recorder died writing it (the node or media worker)
-        else:
-            result.problems.append(f"segment {track}#{index} was left unfinished")
+        if (track, index) not in journal:
+            tails.setdefault(track, []).append(index)
+    for track, indices in tails.items():
+        expected = journaled.get(track, 0)
+        for index in indices:
+            name = f"{track}#{index}"
+            if track in ended or index != expected:
+                result.problems.append(f"segment {name} was left unfinished")
+                continue
+            expected += 1
+            sealed = storage.get(parts[track, index])
+            try:
+                header, plaintext = open_sealed(sealed, data_key)
+                fields = header.fields
+                if (fields.get("recording"), fields.get("track"), fields.get("index")) != (recording_id, track, index):
+                    raise Tampered("not this segment")
+                spans[track, index] = captured.setdefault(track, CapturedTrack(track)).add_segment(plaintext)
+            except (Tampered, packets.Unreadable):
+                result.lost.append(name)
+                continue
+            result.segments.append({"track": track, "index": index, "sha256": hashlib.sha256(sealed).hexdigest(),
+                                    "size": len(sealed), "recovered": True})
 
 
 def _build_outputs(result: Finalised, storage: RecordingStorage, recording_id: str, data_key: bytes,
@@ -220,11 +258,6 @@ def _build_outputs(result: Finalised, storage: RecordingStorage, recording_id: s
             if after[0] > before[1]:
                 result.gaps.append({"participant": role, "start_ms": round(before[1] * 1000),
                                     "end_ms": round(after[0] * 1000), "reason": "reconnection"})
-    for lost in result.lost:
-        role = lost.split(".")[0]
-        end_ms = round(max(span[1] for span in epochs.get(role, {0: (0.0, 0.0)}).values()) * 1000)
-        result.gaps.append({"participant": role, "start_ms": end_ms, "end_ms": None,
-                            "reason": f"segment {lost} was being written when the recording was cut off"})
     duration = 0
     for role in sorted(per_participant):
         streams = per_participant[role]
@@ -247,6 +280,33 @@ def _build_outputs(result: Finalised, storage: RecordingStorage, recording_id: s
     result.duration_ms = duration
     result.stats = {track: {"packets": item.packets, "frames": len(item.frames), "incomplete": item.incomplete_frames,
                             "reported": item.reported} for track, item in assembled.items()}
+
+
+def _mark_gaps(result: Finalised, spans: dict[tuple[str, int], tuple[float, float] | None],
+               damaged: list[tuple[str, int]]) -> None:
+    """Mark where damaged and lost segments were, by the arrival times of the segments around them (to within a
+    transit delay of the timeline): a damaged one from the end of the one before to the start of the one after;
+    a lost one (the recorder died writing it) from the end of the last one read of its track to its next
+    connection's start, or open-ended."""
+    def at(seconds: float) -> int:
+        return max(0, round((seconds - result.origin) * 1000))
+
+    for track, index in damaged:
+        before, after = spans.get((track, index - 1)), spans.get((track, index + 1))
+        result.gaps.append({"participant": track.split(".")[0], "start_ms": at(before[1]) if before else 0,
+                            "end_ms": at(after[0]) if after else None,
+                            "reason": f"segment {track}#{index} failed verification"})
+    for name in result.lost:
+        lost_track = name.split("#")[0]
+        role, kind, epoch = lost_track.split(".")
+        before = max((span for (t, _), span in spans.items() if t == lost_track and span is not None),
+                     key=lambda span: span[1], default=None)
+        later = [span[0] for (t, _), span in spans.items()
+                 if span is not None and t.startswith(f"{role}.{kind}.") and int(t.split(".")[2]) > int(epoch)]
+        result.gaps.append({"participant": role, "start_ms": at(before[1]) if before else 0,
+                            "end_ms": at(min(later)) if later else None,
+                            "reason": f"segment {name} was being written when its recorder stopped"})
+    result.gaps.sort(key=lambda gap: (gap["participant"], gap["start_ms"]))
 
 
 def _clock_offsets(assembled: dict[str, AssembledTrack]) -> dict[str, float]:

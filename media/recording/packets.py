@@ -55,8 +55,12 @@ class CapturedTrack:
     packets: list[Packet] = field(default_factory=list)
     reports: list[tuple[float, int, int, int]] = field(default_factory=list)  # arrival, ssrc, ntp, rtp
 
-    def add_segment(self, plaintext: bytes) -> None:
+    def add_segment(self, plaintext: bytes) -> tuple[float, float] | None:
+        """Take one segment's records; the arrival times of its first and last record (None if empty)."""
+        first = last = None
         for kind, arrival, body in records(plaintext):
+            first = arrival if first is None else first
+            last = arrival
             if kind == META:
                 meta = json.loads(bytes(body))
                 self.kind, self.codecs = meta["kind"], meta["codecs"]
@@ -66,6 +70,7 @@ class CapturedTrack:
                                            bytes(body[RTP_HEADER.size:])))
             elif kind == SR:
                 self.reports.append((arrival, *SENDER_REPORT.unpack_from(body)))
+        return None if first is None or last is None else (first, last)
 
 
 def records(plaintext: bytes) -> Iterator[tuple[int, float, memoryview]]:

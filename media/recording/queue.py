@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import structlog
 from celery import Celery
 
+from consent.rules import GatePolicy
 from server.keyring import KeyMaterial
 from server.settings import Settings
 
@@ -42,8 +43,10 @@ class FinalisationQueue:
 
 @dataclass(frozen=True)
 class Recordings:
-    """What a web node needs to record calls: settings (folder, segment length), the keys, the queue."""
+    """What a web node needs to record calls: settings (store, segment length), the keys, the queue, and the
+    consent rules (checked again as each recording starts)."""
 
     settings: Settings
     keys: KeyMaterial
     queue: FinalisationQueue
+    consent_policy: GatePolicy

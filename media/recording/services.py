@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import functools
 import io
 import uuid
 from dataclasses import dataclass
@@ -20,10 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import seal as clinic_seal
 from media.recording import encryption
-from media.recording.capture import RecordingSpec
+from media.recording.capture import RecordingSpec, end_key
 from media.recording.finalise import Finalised, finalise
 from media.recording.models import FINAL_STATES, Recording, RecordingOutput, RecordingState
-from media.recording.storage import RecordingStorage, StorageLocation
+from media.recording.storage import RecordingStorage, StorageLocation, StoredFileMissing
 from server.audit import services as audit
 from server.audit.services import AuditContext
 from server.auth.models import Role
@@ -49,7 +50,13 @@ def storage_location(settings: Settings) -> StorageLocation:
 
 
 def storage_for(settings: Settings) -> RecordingStorage:
-    return storage_location(settings).open()
+    """The store, opened once per location (an object store's client is costly to make, and thread-safe)."""
+    return _opened(storage_location(settings))
+
+
+@functools.lru_cache(maxsize=8)
+def _opened(location: StorageLocation) -> RecordingStorage:
+    return location.open()
 
 
 async def start(session: AsyncSession, *, consultation_id: uuid.UUID, keys: KeyMaterial, settings: Settings,
@@ -88,9 +95,26 @@ async def recover(session: AsyncSession, *, settings: Settings, now: dt.datetime
     return [recording.id for recording in open_ones]
 
 
-async def pending(session: AsyncSession) -> list[uuid.UUID]:
-    """Stopped recordings not finalised yet (a sweep finalises any whose task was lost)."""
-    return list((await session.scalars(select(Recording.id).where(Recording.state == RecordingState.stopped))).all())
+async def pending(session: AsyncSession, *, now: dt.datetime) -> list[uuid.UUID]:
+    """Recordings to finalise that no task may be on: stopped a while ago (their task was lost, or the broker was
+    down), and ones still `recording` long after any consultation ends (their node never came back), which are
+    stopped here first."""
+    stale = (await session.scalars(select(Recording).where(
+        Recording.state == RecordingState.recording, Recording.started_at < now - STALE_AFTER))).all()
+    for recording in stale:
+        recording.state, recording.stopped_at, recording.stop_reason = RecordingState.stopped, now, "stale"
+        await audit.record(session, ctx=audit.SYSTEM, action="recording.recovered", object_type="recording",
+                           object_id=recording.id, detail={"reason": "stale"}, now=now)
+    return list((await session.scalars(select(Recording.id).where(
+        Recording.state == RecordingState.stopped, Recording.stopped_at < now - SWEEP_AFTER))).all())
+
+
+def _has_end_marker(storage: RecordingStorage, recording_id: str) -> bool:
+    try:
+        storage.size(end_key(recording_id))
+    except StoredFileMissing:
+        return False
+    return True
 
 
 def data_key_of(recording: Recording, keys: KeyMaterial) -> bytes:
@@ -105,12 +129,28 @@ def data_key_of(recording: Recording, keys: KeyMaterial) -> bytes:
     return encryption.unwrap(recording.wrapped_key, master)
 
 
+class NotReady(Exception):
+    """The recorder may still be writing (no end marker yet, stopped moments ago): try again shortly."""
+
+
+#: Stops after which the recorder writes its end marker; without it, something removed it or the writing stalled.
+CLEAN_STOPS = frozenset({"ended", "paused", "consent_withdrawn", "interrupted", "call_closed", "replaced",
+                         "superseded"})
+#: Recordings still `recording` this long after they started belong to a node that never came back.
+STALE_AFTER = dt.timedelta(hours=6)
+#: The sweep leaves recordings stopped this recently to the task queued when they stopped.
+SWEEP_AFTER = dt.timedelta(minutes=5)
+
+
 async def finalise_recording(session: AsyncSession, *, recording_id: uuid.UUID, keys: KeyMaterial,
-                             seal_keys: SealKeys, storage: RecordingStorage, now: dt.datetime) -> Finalised | None:
+                             seal_keys: SealKeys, storage: RecordingStorage, now: dt.datetime,
+                             grace: dt.timedelta = dt.timedelta(seconds=30)) -> Finalised | None:
     """Verify and finish a stopped recording (see media.recording.finalise); None if there is nothing to do.
 
     Idempotent: a recording already final is left alone, and a run interrupted half-way (the worker died)
-    simply runs again, producing the same files.
+    simply runs again, producing the same files. Without an end marker it waits `grace` after the stop
+    (NotReady): a media worker may still be flushing. After that, a recording stopped cleanly but without its
+    marker is damaged (the marker was removed, or the writing failed); one whose recorder died is partial.
     """
     recording = await session.get(Recording, recording_id, with_for_update=True)
     if recording is None or recording.state in FINAL_STATES or recording.state is RecordingState.erased:
@@ -118,7 +158,13 @@ async def finalise_recording(session: AsyncSession, *, recording_id: uuid.UUID, 
     if recording.state is RecordingState.recording:
         return None  # still being written: the end of the call (or recovery) queues it again
     data_key = data_key_of(recording, keys)
+    ended = await asyncio.to_thread(_has_end_marker, storage, str(recording.id))
+    if not ended and recording.stopped_at is not None and now - recording.stopped_at < grace:
+        raise NotReady(str(recording.id))
     result = await asyncio.to_thread(finalise, storage, str(recording.id), data_key)
+    if not ended and recording.stop_reason in CLEAN_STOPS:
+        result.problems.append("the end marker is missing though the recording was stopped cleanly")
+        result.state = "damaged"
     manifest = dict(result.manifest(str(recording.id)), consultation=str(recording.consultation_id))
     sealed = clinic_seal.seal(seal_keys, manifest)
     recording.state = RecordingState(result.state)
@@ -203,6 +249,8 @@ async def open_playback(session: AsyncSession, *, recording_id: uuid.UUID, parti
     data_key = data_key_of(recording, keys)
     head = await asyncio.to_thread(storage.read, output.storage_key, 0, 4096)
     header = encryption.read_header(io.BytesIO(head))
+    if (header.fields.get("recording"), header.fields.get("track")) != (str(recording.id), f"output.{participant}"):
+        raise encryption.Tampered(f"the stored file is not {participant}'s recording {recording.id}")
     return Playback(recording, output, encryption.RangeReader(header, data_key, output.size), storage)
 
 

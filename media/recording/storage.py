@@ -97,9 +97,19 @@ class LocalStorage:
             raise ValueError(f"not a storage key: {key!r}")
         return path
 
+    def _folder_for(self, path: Path) -> None:
+        """Make the folders down to `path`, each 0700 (`mkdir(parents=True)` would leave the upper ones 0755)."""
+        missing = []
+        folder = path.parent
+        while not folder.exists():
+            missing.append(folder)
+            folder = folder.parent
+        for folder in reversed(missing):
+            folder.mkdir(mode=0o700, exist_ok=True)
+
     def create(self, key: str) -> LiveFile:
         path = self._path(key + PART)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._folder_for(path)
         return _DurableFile(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
 
     def publish(self, key: str) -> None:
@@ -110,7 +120,7 @@ class LocalStorage:
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._folder_for(path)
         write_atomically(path, data)
 
     def get(self, key: str) -> bytes:
@@ -201,17 +211,29 @@ class BackgroundWriter:
 
 
 class QueuedFile:
-    """A live file whose writes and fsyncs happen in the BackgroundWriter's thread, in order."""
+    """A live file opened, written, fsynced and closed in the BackgroundWriter's thread, in order: creating it
+    (an object store's call, say) never blocks the event loop, and it is created only after everything queued
+    before it (the previous segment's journal entry and publication) is done."""
 
-    def __init__(self, handle: LiveFile, writer: BackgroundWriter) -> None:
-        self._handle = handle
+    def __init__(self, opener: Callable[[], LiveFile], writer: BackgroundWriter) -> None:
+        self._handle: LiveFile | None = None
         self._writer = writer
 
+        def open_file() -> None:
+            self._handle = opener()
+
+        writer.call(open_file)
+
     def write(self, data: bytes) -> None:
-        self._writer.call(lambda: self._handle.write(data))
+        self._writer.call(lambda: self._live().write(data))
 
     def flush(self) -> None:
-        self._writer.call(self._handle.flush)
+        self._writer.call(lambda: self._live().flush())
 
     def close(self) -> None:
-        self._writer.call(self._handle.close)
+        self._writer.call(lambda: self._live().close())
+
+    def _live(self) -> LiveFile:
+        if self._handle is None:
+            raise OSError("the live file could not be created")
+        return self._handle

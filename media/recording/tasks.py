@@ -3,6 +3,7 @@ and erase those past their retention (daily)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,16 +19,17 @@ from server.settings import Settings
 async def _finalise(session: AsyncSession, settings: Settings, recording_id: str) -> str | None:
     result = await services.finalise_recording(
         session, recording_id=uuid.UUID(recording_id), keys=load_key_material(settings),
-        seal_keys=load_seal_keys(settings), storage=services.storage_for(settings), now=utcnow())
+        seal_keys=load_seal_keys(settings), storage=services.storage_for(settings), now=utcnow(),
+        grace=dt.timedelta(seconds=settings.recording_finalise_grace_seconds))
     return None if result is None else result.state
 
 
 async def _pending(session: AsyncSession, settings: Settings) -> list[uuid.UUID]:
-    return await services.pending(session)
+    return await services.pending(session, now=utcnow())
 
 
-@celery_app.task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(Exception,), max_retries=5,
-                 retry_backoff=10)
+@celery_app.task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(Exception,), max_retries=8,
+                 retry_backoff=5, retry_backoff_max=300)
 def finalise_recording(recording_id: str) -> str | None:
     """Verify, remux and seal one recording; safe to run again (a worker killed half-way, a duplicate)."""
     return run_in_session(lambda session, settings: _finalise(session, settings, recording_id))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import uuid
 from pathlib import Path
@@ -171,3 +172,53 @@ async def test_the_sealed_manifest_verifies_and_a_changed_one_does_not(clinic: d
         recording.manifest = (recording.manifest or "").replace('"complete"', '"partial"')
         with pytest.raises(SealProblem):
             services.check_manifest(recording, seal_keys)
+
+
+async def _without_end_marker(aiohttp_client: Any, tmp_path: Path, database_url: str, reason: str,
+                              ) -> tuple[dict[str, Any], str]:
+    """A recording whose segments were left as a dead recorder leaves them, stopped with `reason`."""
+    clinic = await booked_clinic(aiohttp_client, tmp_path, database_url)
+    app = clinic["client"].app
+    async with transaction(app[keys.sessions]) as session:
+        spec = await services.start(session, consultation_id=uuid.UUID(clinic["consultation"]),
+                                    keys=app[keys.key_material], settings=app[keys.settings], now=utcnow())
+    write_recording(services.storage_for(app[keys.settings]), spec, 25.0, stop=False)
+    async with transaction(app[keys.sessions]) as session:
+        await services.stopped(session, recording_id=uuid.UUID(spec.recording_id), reason=reason, now=utcnow())
+    return clinic, spec.recording_id
+
+
+async def _finalise_at(clinic: dict[str, Any], recording_id: str, delay: float) -> Any:
+    app = clinic["client"].app
+    async with transaction(app[keys.sessions]) as session:
+        return await services.finalise_recording(
+            session, recording_id=uuid.UUID(recording_id), keys=app[keys.key_material],
+            seal_keys=load_seal_keys(app[keys.settings]), storage=services.storage_for(app[keys.settings]),
+            now=utcnow() + dt.timedelta(seconds=delay))
+
+
+async def test_without_its_end_marker_a_recording_waits_then_a_clean_stop_is_damaged(
+        aiohttp_client: Any, tmp_path: Path, database_url: str) -> None:
+    clinic, recording_id = await _without_end_marker(aiohttp_client, tmp_path, database_url, "ended")
+    with pytest.raises(services.NotReady):  # a media worker may still be flushing: the task is retried
+        await _finalise_at(clinic, recording_id, 1)
+    result = await _finalise_at(clinic, recording_id, 60)
+    assert result.state == "damaged"
+    assert "the end marker is missing though the recording was stopped cleanly" in result.problems
+
+
+async def test_without_its_end_marker_a_recording_whose_node_died_is_partial(
+        aiohttp_client: Any, tmp_path: Path, database_url: str) -> None:
+    clinic, recording_id = await _without_end_marker(aiohttp_client, tmp_path, database_url, "node_restarted")
+    result = await _finalise_at(clinic, recording_id, 60)
+    assert result.state == "partial", result.problems
+
+
+async def test_a_participant_file_swapped_for_another_is_not_played(clinic: dict[str, Any]) -> None:
+    client, doctor = clinic["client"], clinic["doctor"]
+    media = client.app[keys.settings].resolved_recordings_dir / clinic["recording"] / "media"
+    (media / "physician.webm").write_bytes((media / "patient.webm").read_bytes())
+    refused = await client.get(f"/api/v1/recordings/{clinic['recording']}/media?participant=physician",
+                               headers=doctor.auth)
+    assert refused.status == 409
+    assert (await refused.json())["code"] == "recording_damaged"

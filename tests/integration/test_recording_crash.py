@@ -37,7 +37,8 @@ pytestmark = pytest.mark.slow
 
 CALL_SECONDS = float(os.environ.get("TELEMED_TEST_CRASH_SECONDS", "30"))
 SEGMENT_SECONDS = 10.0
-ENV = {"TELEMED_MEDIA_WORKERS": "0", "TELEMED_RECORDING_SEGMENT_SECONDS": str(SEGMENT_SECONDS)}
+ENV = {"TELEMED_MEDIA_WORKERS": "0", "TELEMED_RECORDING_SEGMENT_SECONDS": str(SEGMENT_SECONDS),
+       "TELEMED_RECORDING_FINALISE_GRACE_SECONDS": "2"}  # no media worker outlived the kill: no need to wait long
 
 
 async def _signed_in(http: aiohttp.ClientSession, base: str, email: str) -> dict[str, str]:
@@ -96,7 +97,7 @@ async def test_a_server_killed_mid_call_leaves_a_partial_recording_one_segment_s
 
     # Restarted, the server recovers what it left open; a worker finalises it.
     env = server_env(TELEMED_ENV="test", TELEMED_DATA_DIR=tmp_path / "server-var",
-                     TELEMED_DATABASE_URL=database_url)
+                     TELEMED_DATABASE_URL=database_url, **ENV)
     with serve_process(tmp_path, database_url, ENV, port=port, log_name="server-again.log"), \
             server_process("worker", "--no-beat", env=env, cwd=tmp_path) as worker:
         deadline = time.monotonic() + 120

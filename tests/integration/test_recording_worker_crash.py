@@ -4,6 +4,7 @@ result is the one a single uninterrupted run gives, file for file (finalisation 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import signal
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from media.recording import services
 from media.recording.finalise import finalise
@@ -78,6 +79,9 @@ async def test_a_worker_killed_while_finalising_leaves_it_to_the_next_run_with_t
     assert recording.state is RecordingState.stopped, "the worker finished before it was killed: make SECONDS longer"
     assert outputs == []
 
+    async with transaction(client.app[keys.sessions]) as session:  # as if the sweep's wait had passed
+        await session.execute(update(Recording).where(Recording.id == uuid.UUID(spec.recording_id))
+                              .values(stopped_at=utcnow() - services.SWEEP_AFTER - dt.timedelta(seconds=1)))
     with server_process("worker", "--no-beat", env=_env(settings), cwd=tmp_path) as second:
         second.wait_for_output(" ready.", timeout=60)
         await asyncio.to_thread(_send, settings, SWEEP_TASK)  # what beat runs every minute: queues it again

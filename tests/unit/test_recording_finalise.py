@@ -51,6 +51,8 @@ def test_a_complete_recording_verifies_and_gives_one_webm_per_participant(storag
     assert webm.startswith(b"\x1a\x45\xdf\xa3")  # EBML: a Matroska/WebM file
     assert b"\xfc\x00\x00\x00\x05" in webm
     assert b"\xfc\x00\x00\x00\x05" not in sealed  # the media is not readable at rest (the header names ids only)
+    for folder in (storage.root / "rec-1", storage.root / "rec-1" / "segments", storage.root / "rec-1" / "media"):
+        assert folder.stat().st_mode & 0o777 == 0o700, folder
 
 
 def test_finalising_twice_gives_the_same_files_and_manifest(storage: LocalStorage) -> None:

@@ -18,7 +18,7 @@ from media.workers import MediaUnavailable
 from server.audit.services import AuditContext
 from signaling.calls import Seat
 from signaling.models import CallRole
-from signaling.rooms import CannotEnd, RoleTaken, Room
+from signaling.rooms import CannotEnd, RecordingNotAllowed, RoleTaken, Room
 
 CONSULTATION, PATIENT, PHYSICIAN = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
 
@@ -81,6 +81,7 @@ class FakeStore:
     done: list[str] = field(default_factory=list)
     recordings: list[str] = field(default_factory=list)
     refuse_end: bool = False
+    withdrawn: bool = False  # what the consent gate says when a recording is to start
 
     async def resume(self, consultation_id: uuid.UUID) -> None:
         self.done.append("resume")
@@ -97,7 +98,10 @@ class FakeStore:
         self.done.append(f"chat:{text}")
         return uuid.uuid4(), dt.datetime.now(dt.UTC)
 
-    async def start_recording(self, consultation_id: uuid.UUID) -> tuple[RecordingSpec, StorageLocation]:
+    async def start_recording(self, consultation_id: uuid.UUID, patient_id: uuid.UUID
+                              ) -> tuple[RecordingSpec, StorageLocation]:
+        if self.withdrawn:
+            raise RecordingNotAllowed()
         number = len([r for r in self.recordings if r.startswith("recording:")])
         self.recordings.append(f"recording:{number}")
         return RecordingSpec(f"rec-{number}", bytes(32)), StorageLocation("/nonexistent")
@@ -276,6 +280,18 @@ async def test_room_a_recording_the_media_cannot_start_is_stopped_at_once_and_th
     patient = await call.attach(seat(CallRole.patient), FakeConnection())
     assert patient in call.connected()  # the consultation matters more than its recording
     assert store.recordings == ["recording:0", "stopped:rec-0:media_failed"]
+
+
+async def test_room_a_recording_is_not_started_when_the_gate_says_the_consent_was_withdrawn_meanwhile(
+        engine: FakeEngine, store: FakeStore) -> None:
+    store.withdrawn = True  # the tickets were checked before the withdrawal, the recording starts after it
+    call = room(engine, store)
+    doctor = FakeConnection()
+    await call.attach(seat(CallRole.physician), doctor)
+    await call.attach(seat(CallRole.patient), FakeConnection())
+    assert engine.call.recordings == []
+    assert call.recording is False
+    assert doctor.events[-1] == {"type": "recording", "active": False, "paused": False}
 
 
 async def test_room_seats_one_invited_guest_beside_physician_and_patient(engine: FakeEngine, store: FakeStore) -> None:
