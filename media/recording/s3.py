@@ -22,7 +22,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from media.recording.storage import PART, StoredFileMissing
+from media.recording.storage import PART, DurableFile, StoredFileMissing
 
 
 class S3Storage:
@@ -102,29 +102,19 @@ class S3Storage:
             self._client.put_object(Bucket=self.bucket, Key=self._key(key + PART), Body=handle.read())
 
 
-class _SpooledSegment:
+class _SpooledSegment(DurableFile):
     """A live segment: appended to a local 0600 file, made durable by `flush()`, uploaded by `close()`."""
 
     def __init__(self, storage: S3Storage, key: str) -> None:
         self._storage, self._key = storage, key
         path = storage._spool_path(key)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-
-    def write(self, data: bytes) -> int:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view):]
-        return len(data)
-
-    def flush(self) -> None:
-        os.fsync(self._fd)
+        super().__init__(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
 
     def close(self) -> None:
         if self._fd >= 0:
-            os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = -1
+            self.flush()
+            super().close()
             self._storage._upload(self._key)
 
 

@@ -110,7 +110,7 @@ class LocalStorage:
     def create(self, key: str) -> LiveFile:
         path = self._path(key + PART)
         self._folder_for(path)
-        return _DurableFile(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        return DurableFile(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
 
     def publish(self, key: str) -> None:
         """The live file becomes the stored one (atomically); its folder entry is made durable."""
@@ -156,7 +156,7 @@ class LocalStorage:
         shutil.rmtree(self._path(prefix), ignore_errors=True)
 
 
-class _DurableFile:
+class DurableFile:
     """An unbuffered file whose `flush()` is an fsync: what is flushed survives a crash of the process."""
 
     def __init__(self, fd: int) -> None:
