@@ -152,10 +152,6 @@ class LocalMediaCall:
         if peer is not None:
             await peer.close()
 
-    @property
-    def recording(self) -> bool:
-        return self._recorder is not None
-
     async def start_recording(self, spec: RecordingSpec, location: StorageLocation) -> None:
         """Capture what every peer sends, from now on, into the recording's segments (media.recording.capture)."""
         if self._closed:

@@ -105,8 +105,6 @@ class TrackCapture:
         self._segment: SealedWriter | None = None
         self._file: QueuedFile | None = None
         self._started = 0.0
-        self.packets = 0
-        self.segments: list[int] = []  # indices completed (journaled)
         self.closed = False
 
     def rtp(self, packet: RtpPacket) -> None:
@@ -114,7 +112,6 @@ class TrackCapture:
         header = RTP_HEADER.pack(packet.sequence_number, packet.timestamp, packet.ssrc, packet.payload_type,
                                  1 if packet.marker else 0)
         self._record(RTP, now, header + packet.payload)
-        self.packets += 1
 
     def rtcp(self, packet: AnyRtcpPacket) -> None:
         if isinstance(packet, RtcpSrPacket):
@@ -166,7 +163,6 @@ class TrackCapture:
         file.close()
         self._writer.call(lambda: storage.put(journal, entry))
         self._writer.call(lambda: storage.publish(key))
-        self.segments.append(self.index)
 
 
 def _next_epochs(storage: RecordingStorage, recording_id: str) -> dict[str, int]:
@@ -207,11 +203,6 @@ class CallRecorder:
         self._last_index: dict[str, int] = {}  # every track's last segment, detached ones too: the end marker
         self._keyframe_tasks: set[asyncio.Task[bool]] = set()
         self._stopped = False
-        self.started_at = clock()
-
-    @property
-    def stopped(self) -> bool:
-        return self._stopped
 
     def attach(self, peer_id: str, role: str, receiver: RTCRtpReceiver, kind: str) -> None:
         """Capture what this peer's receiver gets from now on."""

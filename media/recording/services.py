@@ -7,7 +7,6 @@ master key or the clinic's seal is here, in the web node or the Celery worker.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 import functools
 import io
@@ -277,24 +276,3 @@ def read_plaintext(playback: Playback, start: int, end: int) -> bytes:
         base = index * encryption.CHUNK_BYTES
         out += chunk[max(start - base, 0):end - base + 1]
     return bytes(out)
-
-
-def summary(recording: Recording, outputs: list[RecordingOutput]) -> dict[str, Any]:
-    """What the record page and the API show of a recording."""
-    return {"id": str(recording.id), "state": recording.state.value, "started_at": recording.started_at,
-            "stopped_at": recording.stopped_at, "duration_ms": recording.duration_ms,
-            "problems": recording.problems, "gaps": recording.gaps,
-            "participants": [dataclasses.asdict(_output_view(o)) for o in outputs]}
-
-
-@dataclass(frozen=True)
-class _OutputView:
-    participant: str
-    sha256: str
-    size: int
-    duration_ms: int
-    codecs: str
-
-
-def _output_view(output: RecordingOutput) -> _OutputView:
-    return _OutputView(output.participant, output.sha256, output.size, output.duration_ms, output.codecs)
