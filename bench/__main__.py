@@ -5,7 +5,7 @@ request), audit appends (every access to health data), a full authenticated API 
 sign-in (dominated by argon2id at production cost); consent's costs (bench/consent.py); the calls through the
 media forwarder (bench/call.py, also with every call recorded), the join time in Chromium (bench/join.py), what
 packet loss costs through the forwarder (bench/loss.py), and recording (bench/recording.py: capture against aiortc's
-MediaRecorder, finalisation, playback decryption).
+MediaRecorder, finalisation, playback decryption) and QA sampling over a million consultations (bench/qa.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from bench import call, consent, join, loss, recording
+from bench import call, consent, join, loss, qa, recording
 from server import keys
 from server.app import create_app
 from server.audit import services as audit
@@ -193,6 +193,7 @@ def main() -> None:
             join.bench_join()
             loss.bench_loss()
             recording.bench_recording()
+            qa.bench_sampling()
         asyncio.run(bench_app(settings))
         asyncio.run(bench_scheduling(settings))
         asyncio.run(consent.bench_simple_signing(settings))
