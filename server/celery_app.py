@@ -11,7 +11,8 @@ from server.settings import Settings
 def create_celery(settings: Settings | None = None) -> Celery:
     settings = settings or Settings()
     app = Celery("telemed", broker=settings.resolved_broker_url,
-                 include=["server.audit.tasks", "server.scheduling.tasks", "media.recording.tasks"])
+                 include=["server.audit.tasks", "server.scheduling.tasks", "media.recording.tasks",
+                          "qa_audit.tasks"])
     app.conf.update(
         task_ignore_result=True,
         task_acks_late=True,
@@ -27,6 +28,8 @@ def create_celery(settings: Settings | None = None) -> Celery:
             # Daily, at night in Europe: crypto-erase recordings past TELEMED_RETENTION_RECORDING_DAYS.
             "recordings-retention": {"task": "media.recording.tasks.purge_recordings",
                                      "schedule": crontab(hour=2, minute=30)},
+            "qa-sampling": {"task": "qa_audit.tasks.sample_consultations", "schedule": 120.0},
+            "qa-top-up": {"task": "qa_audit.tasks.top_up_samples", "schedule": 86_400.0},
             "audit-checkpoint": {
                 "task": "server.audit.tasks.write_audit_checkpoint",
                 "schedule": float(settings.audit_checkpoint_interval_seconds),

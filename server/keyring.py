@@ -255,6 +255,36 @@ def load_audit_key(settings: Settings) -> Ed25519PrivateKey:
     return _audit_key(settings)[0]
 
 
+@dataclass(frozen=True)
+class QaSecret:
+    """The HMAC key of the QA sampling draw, with an id stored beside each decision (rotation: the id changes)."""
+
+    key: bytes
+    key_id: str
+
+
+def load_qa_secret(settings: Settings) -> QaSecret:
+    """From TELEMED_QA_SECRET, or (outside production) generated once into `<keys>/qa-secret` (0600). Give it to
+    the clinic's inspectors: with it they can recompute every sampling decision."""
+    settings.ensure_data_dir()
+    if settings.qa_secret is not None:
+        raw = settings.qa_secret.get_secret_value()
+    elif settings.is_production:
+        raise KeyConfigurationError("production refuses generated keys; set TELEMED_QA_SECRET")
+    else:
+        path = settings.keys_dir / "qa-secret"
+        if not path.exists():
+            _write_secret(path, base64.b64encode(secrets.token_bytes(32)) + b"\n")
+        raw = path.read_text()
+    try:
+        key = base64.b64decode(raw.strip(), validate=True)
+    except ValueError as exc:
+        raise KeyConfigurationError("the QA secret must be base64") from exc
+    if len(key) < 16:
+        raise KeyConfigurationError("the QA secret must be at least 16 bytes")
+    return QaSecret(key, hashlib.sha256(b"telemed-qa-secret-id" + key).hexdigest()[:16])
+
+
 def generate_key_settings() -> dict[str, str]:
     """Fresh values for every key setting, for an operator preparing a production `.env`."""
     return {
@@ -262,6 +292,7 @@ def generate_key_settings() -> dict[str, str]:
         "TELEMED_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
         "TELEMED_AUDIT_KEY": _pem(Ed25519PrivateKey.generate()).decode(),
         "TELEMED_SEAL_KEY": _pem(Ed25519PrivateKey.generate()).decode(),
+        "TELEMED_QA_SECRET": base64.b64encode(secrets.token_bytes(32)).decode(),
     }
 
 

@@ -148,6 +148,11 @@ class Settings(BaseSettings):
     consent_font: Path | None = None  # a TTF with Cyrillic; DejaVu Sans by default
     seal_key: SecretStr | None = None  # Ed25519 PEM that seals consent records; generated in keys/ if unset
     seal_previous_public_keys: list[str] = Field(default_factory=list)  # retired seal keys, still verifying
+    # QA audit (docs/qa.md): the sampling draw's secret (generated in keys/ if unset) and rate
+    qa_secret: SecretStr | None = None
+    qa_sampling_rate: float = Field(default=0.10, gt=0, le=1)
+    qa_min_call_seconds: int = Field(default=180, ge=0)  # a shorter call is sampled
+    qa_first_consultations: int = Field(default=5, ge=0)  # a physician's first N are all sampled
 
     log_format: str | None = None  # "json" or "console"; json in production by default
     log_level: str = "INFO"
@@ -158,7 +163,7 @@ class Settings(BaseSettings):
                      "smtp_host", "smtp_username", "smtp_password", "sms_webhook_url", "sms_webhook_token",
                      "consent_font", "seal_key", "turn_secret", "media_workers", "recordings_dir", "node_id",
                      "recordings_s3_bucket", "recordings_s3_endpoint_url", "recordings_s3_region",
-                     "recordings_s3_access_key_id", "recordings_s3_secret_access_key",
+                     "recordings_s3_access_key_id", "recordings_s3_secret_access_key", "qa_secret",
                      mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
