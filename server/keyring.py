@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from jwt.utils import base64url_encode
+from pydantic import SecretStr
 
 from server.settings import Settings
 
@@ -173,23 +174,30 @@ def _configured_jwt_keys(pem: str, previous: list[str]) -> JwtKeySet:
     return JwtKeySet(kid, signing, verification)
 
 
-def _master_key(settings: Settings) -> tuple[bytes, bool]:
-    if settings.master_key is not None:
-        raw = settings.master_key.get_secret_value()
-        generated = False
-    else:
-        path = settings.keys_dir / "master.key"
-        generated = True
-        if not path.exists():
-            _write_secret(path, base64.b64encode(secrets.token_bytes(32)) + b"\n")
-        raw = path.read_text()
+def _base64_key(configured: SecretStr | None, path: Path) -> tuple[str, bool]:
+    """The configured value, or the one generated once (32 random bytes, base64) into `path` (0600); and whether it
+    was generated."""
+    if configured is not None:
+        return configured.get_secret_value(), False
+    if not path.exists():
+        _write_secret(path, base64.b64encode(secrets.token_bytes(32)) + b"\n")
+    return path.read_text(), True
+
+
+def _decoded(raw: str, *, what: str, sizes: range) -> bytes:
     try:
         key = base64.b64decode(raw.strip(), validate=True)
     except ValueError as exc:
-        raise KeyConfigurationError("the master key must be 32 bytes in base64") from exc
-    if len(key) != 32:
-        raise KeyConfigurationError("the master key must be 32 bytes in base64")
-    return key, generated
+        raise KeyConfigurationError(f"the {what} must be base64") from exc
+    if len(key) not in sizes:
+        raise KeyConfigurationError(f"the {what} must be {sizes.start}{'' if len(sizes) == 1 else ' or more'} "
+                                    "bytes in base64")
+    return key
+
+
+def _master_key(settings: Settings) -> tuple[bytes, bool]:
+    raw, generated = _base64_key(settings.master_key, settings.keys_dir / "master.key")
+    return _decoded(raw, what="master key", sizes=range(32, 33)), generated
 
 
 def master_key_id(key: bytes) -> str:
@@ -267,21 +275,10 @@ def load_qa_secret(settings: Settings) -> QaSecret:
     """From TELEMED_QA_SECRET, or (outside production) generated once into `<keys>/qa-secret` (0600). Give it to
     the clinic's inspectors: with it they can recompute every sampling decision."""
     settings.ensure_data_dir()
-    if settings.qa_secret is not None:
-        raw = settings.qa_secret.get_secret_value()
-    elif settings.is_production:
+    if settings.qa_secret is None and settings.is_production:
         raise KeyConfigurationError("production refuses generated keys; set TELEMED_QA_SECRET")
-    else:
-        path = settings.keys_dir / "qa-secret"
-        if not path.exists():
-            _write_secret(path, base64.b64encode(secrets.token_bytes(32)) + b"\n")
-        raw = path.read_text()
-    try:
-        key = base64.b64decode(raw.strip(), validate=True)
-    except ValueError as exc:
-        raise KeyConfigurationError("the QA secret must be base64") from exc
-    if len(key) < 16:
-        raise KeyConfigurationError("the QA secret must be at least 16 bytes")
+    raw, _ = _base64_key(settings.qa_secret, settings.keys_dir / "qa-secret")
+    key = _decoded(raw, what="QA secret", sizes=range(16, 1025))
     return QaSecret(key, hashlib.sha256(b"telemed-qa-secret-id" + key).hexdigest()[:16])
 
 

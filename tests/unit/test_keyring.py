@@ -16,6 +16,7 @@ from server.keyring import (
     generate_key_settings,
     load_audit_key,
     load_key_material,
+    load_qa_secret,
     load_seal_keys,
     rotate_jwt_key,
 )
@@ -116,3 +117,17 @@ def test_keyring_jwks_publishes_only_live_public_keys(tmp_path: Path) -> None:
     jwks = material.jwt.jwks(now=time.time())
     assert [k["kid"] for k in jwks["keys"]] == [material.jwt.signing_kid]
     assert set(jwks["keys"][0]) == {"kty", "crv", "x", "kid", "use", "alg"}  # no private part "d"
+
+
+def test_the_qa_secret_is_generated_once_0600_or_configured_and_production_requires_it(tmp_path: Path) -> None:
+    first = load_qa_secret(_settings(tmp_path))
+    assert load_qa_secret(_settings(tmp_path)) == first  # kept, not regenerated
+    path = tmp_path / "var" / "keys" / "qa-secret"
+    assert path.stat().st_mode & 0o777 == 0o600
+    configured = generate_key_settings()["TELEMED_QA_SECRET"]
+    chosen = load_qa_secret(_settings(tmp_path, qa_secret=configured))
+    assert chosen.key_id != first.key_id
+    with pytest.raises(KeyConfigurationError, match="QA secret must be 16 or more bytes"):
+        load_qa_secret(_settings(tmp_path, qa_secret="c2hvcnQ="))
+    with pytest.raises(KeyConfigurationError, match="TELEMED_QA_SECRET"):
+        load_qa_secret(_settings(tmp_path / "prod", env="production"))
