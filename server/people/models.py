@@ -34,6 +34,7 @@ class Physician(Base):
     specialty: Mapped[str] = mapped_column(String(100))
     licence_number: Mapped[str] = mapped_column(String(50))
     time_zone: Mapped[str] = mapped_column(String(64))  # IANA name, e.g. Europe/Moscow
+    department: Mapped[str | None] = mapped_column(String(100), default=None)  # QA may keep reviews out of it
 
 
 class QaExpert(Base):
@@ -42,3 +43,7 @@ class QaExpert(Base):
     id: Mapped[uuid_pk]
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), unique=True)
     specialty: Mapped[str | None] = mapped_column(String(100), default=None)
+    department: Mapped[str | None] = mapped_column(String(100), default=None)
+    # The expert's own practice, when they also see patients: their consultations are never theirs to review.
+    physician_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("physicians.id", ondelete="SET NULL"),
+                                                           default=None)
