@@ -12,7 +12,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
     settings = settings or Settings()
     app = Celery("telemed", broker=settings.resolved_broker_url,
                  include=["server.audit.tasks", "server.scheduling.tasks", "media.recording.tasks",
-                          "qa_audit.tasks"])
+                          "qa_audit.tasks", "qa_audit.review_tasks"])
     app.conf.update(
         task_ignore_result=True,
         task_acks_late=True,
@@ -30,6 +30,9 @@ def create_celery(settings: Settings | None = None) -> Celery:
                                      "schedule": crontab(hour=2, minute=30)},
             "qa-sampling": {"task": "qa_audit.tasks.sample_consultations", "schedule": 120.0},
             "qa-top-up": {"task": "qa_audit.tasks.top_up_samples", "schedule": 86_400.0},
+            "qa-assignment": {"task": "qa_audit.review_tasks.assign_reviews", "schedule": 120.0},
+            "qa-reminders": {"task": "qa_audit.review_tasks.remind_overdue_reviews",
+                             "schedule": crontab(hour=7, minute=0)},
             "audit-checkpoint": {
                 "task": "server.audit.tasks.write_audit_checkpoint",
                 "schedule": float(settings.audit_checkpoint_interval_seconds),

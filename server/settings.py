@@ -153,6 +153,9 @@ class Settings(BaseSettings):
     qa_sampling_rate: float = Field(default=0.10, gt=0, le=1)
     qa_min_call_seconds: int = Field(default=180, ge=0)  # a shorter call is sampled
     qa_first_consultations: int = Field(default=5, ge=0)  # a physician's first N are all sampled
+    qa_low_rating: int = Field(default=2, ge=0, le=5)  # a patient's rating at or below this is sampled
+    qa_review_working_days: int = Field(default=5, ge=1, le=60)  # a review is due this many working days on
+    qa_separate_departments: bool = False  # keep experts off their own department's consultations
 
     log_format: str | None = None  # "json" or "console"; json in production by default
     log_level: str = "INFO"

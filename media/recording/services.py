@@ -24,12 +24,13 @@ from media.recording.capture import RecordingSpec, end_key
 from media.recording.finalise import Finalised, finalise
 from media.recording.models import FINAL_STATES, Recording, RecordingOutput, RecordingState
 from media.recording.storage import RecordingStorage, StorageLocation, StoredFileMissing
+from qa_audit.models import Review
 from server.audit import services as audit
 from server.audit.services import AuditContext
 from server.auth.models import Role
 from server.http.problems import NotFound
 from server.keyring import KeyMaterial, SealKeys
-from server.people.models import Physician
+from server.people.models import Physician, QaExpert
 from server.scheduling.models import Consultation
 from server.scheduling.services import Viewer
 from server.settings import Settings
@@ -227,9 +228,10 @@ async def may_view(session: AsyncSession, consultation_id: uuid.UUID, viewer: Vi
 
 
 async def qa_assigned(session: AsyncSession, *, user_id: uuid.UUID, consultation_id: uuid.UUID) -> bool:
-    """Whether a QA review of this consultation is assigned to this expert. The QA module (issue 7) brings the
-    assignments; until then no expert is assigned anything."""
-    return False
+    """Whether a QA review of this consultation is assigned to this expert (open or done: they may replay what
+    they scored)."""
+    return await session.scalar(select(Review.id).join(QaExpert, QaExpert.id == Review.expert_id).where(
+        QaExpert.user_id == user_id, Review.consultation_id == consultation_id).limit(1)) is not None
 
 
 async def open_playback(session: AsyncSession, *, recording_id: uuid.UUID, participant: str, viewer: Viewer,
