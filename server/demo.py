@@ -1,4 +1,4 @@
-"""A demo clinic for `make serve`: an admin, two physicians with a week of hours, a QA expert, two patients.
+"""A demo clinic for `make serve`: an admin, three physicians with their hours, two QA experts, two patients.
 
 Passwords are random per installation and shown once; nothing guessable ships in the code.
 """
@@ -10,11 +10,13 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import templates
+from qa_audit import checklists
 from server.audit.services import SYSTEM, AuditContext
 from server.auth import totp
 from server.auth.models import Role, User
@@ -42,17 +44,24 @@ def _password() -> str:
     return secrets.token_urlsafe(12)
 
 
-STAFF = [
+STAFF: list[tuple[Role, str, str, dict[str, Any]]] = [
     (Role.admin, "admin@demo.clinic", "Анна Администраторова", {}),
     (Role.physician, "therapist@demo.clinic", "Иван Петрович Терапевтов",
-     {"specialty": "general_practice", "licence_number": "77-01-000101", "time_zone": "Europe/Moscow"}),
+     {"specialty": "general_practice", "licence_number": "77-01-000101", "time_zone": "Europe/Moscow",
+      "department": "therapy"}),
     (Role.physician, "cardiologist@demo.clinic", "Мария Сергеевна Кардиологова",
-     {"specialty": "cardiology", "licence_number": "77-01-000102", "time_zone": "Europe/Moscow"}),
+     {"specialty": "cardiology", "licence_number": "77-01-000102", "time_zone": "Europe/Moscow",
+      "department": "cardiology"}),
     # On duty round the clock, every day: whoever tries the demo can book a slot starting within minutes
     # and hold a video consultation at once, on a weekend or at night too.
     (Role.physician, "duty@demo.clinic", "Сергей Андреевич Дежурный",
-     {"specialty": "general_practice", "licence_number": "77-01-000103", "time_zone": "Europe/Moscow"}),
-    (Role.qa_expert, "qa@demo.clinic", "Ольга Николаевна Экспертова", {"specialty": "general_practice"}),
+     {"specialty": "general_practice", "licence_number": "77-01-000103", "time_zone": "Europe/Moscow",
+      "department": "therapy"}),
+    # Two experts, so that a physician's dispute can go to a second one.
+    (Role.qa_expert, "qa@demo.clinic", "Ольга Николаевна Экспертова",
+     {"specialty": "general_practice", "department": "quality"}),
+    (Role.qa_expert, "qa2@demo.clinic", "Дмитрий Олегович Аудитов", {"specialty": "cardiology",
+                                                                    "department": "quality"}),
 ]
 PATIENTS = [
     ("patient1@demo.clinic", "Пётр Иванович Пациентов", dt.date(1956, 3, 14), "+79160000001", "ru"),
@@ -73,6 +82,7 @@ async def seed(session: AsyncSession, settings: Settings, *, passwords: Password
                                     now=now)
     ctx = AuditContext(actor_role="system", request_id="demo-seed")
     await templates.seed_defaults(session, ctx=ctx, now=now)  # patients sign these before their first call
+    await checklists.seed_default(session)  # the QA experts' checklist
     totp_key = load_key_material(settings).derive("totp-secrets")
     accounts: list[DemoAccount] = []
     for role, email, name, extra in STAFF:

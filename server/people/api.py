@@ -28,7 +28,8 @@ def user_out(user: User) -> schemas.UserOut:
 
 def physician_out(physician: Physician, user: User) -> schemas.PhysicianOut:
     return schemas.PhysicianOut(id=physician.id, full_name=user.full_name, specialty=physician.specialty,
-                                licence_number=physician.licence_number, time_zone=physician.time_zone)
+                                licence_number=physician.licence_number, time_zone=physician.time_zone,
+                                department=physician.department)
 
 
 def me_out(found: services.Profile) -> schemas.MeOut:
@@ -40,7 +41,8 @@ def me_out(found: services.Profile) -> schemas.MeOut:
         if found.patient else None,
         physician=physician_out(found.physician, user) if found.physician else None,
         qa_expert=schemas.QaExpertOut(id=found.qa_expert.id, full_name=user.full_name,
-                                      specialty=found.qa_expert.specialty) if found.qa_expert else None,
+                                      specialty=found.qa_expert.specialty, department=found.qa_expert.department,
+                                      practises_as=found.qa_expert.physician_id) if found.qa_expert else None,
     )
 
 
@@ -122,7 +124,8 @@ async def create_staff(request: web.Request, body: schemas.StaffCreateIn) -> web
         user = await services.create_staff(
             session, passwords=request.app[keys.passwords], role=Role(body.role), email=body.email,
             password=body.password, full_name=body.full_name, locale=body.locale, specialty=body.specialty,
-            licence_number=body.licence_number, time_zone=body.time_zone, ctx=audit_context(request),
+            licence_number=body.licence_number, time_zone=body.time_zone, department=body.department,
+            practises_as=body.practises_as, ctx=audit_context(request),
             now=utcnow(),
         )
     return json_response(user_out(user), status=201)

@@ -59,6 +59,10 @@ class StaffCreateIn(RequestModel):
     specialty: str | None = Field(default=None, min_length=1, max_length=100)
     licence_number: str | None = Field(default=None, min_length=1, max_length=50)
     time_zone: str | None = Field(default=None, description="IANA time zone, e.g. Europe/Moscow")
+    department: str | None = Field(default=None, min_length=1, max_length=100,
+                                   description="Physicians and QA experts: QA can keep reviews out of it")
+    practises_as: uuid.UUID | None = Field(default=None, description="QA experts who also see patients: their "
+                                           "physician id, so they are never given their own consultations")
 
     _email = field_validator("email")(_lower)
 
@@ -78,6 +82,8 @@ class StaffCreateIn(RequestModel):
             missing = [name for name in ("specialty", "licence_number", "time_zone") if getattr(self, name) is None]
             if missing:
                 raise ValueError("a physician needs " + ", ".join(missing))
+        if self.practises_as is not None and self.role != "qa_expert":
+            raise ValueError("practises_as is for QA experts")
         return self
 
 
@@ -109,12 +115,15 @@ class PhysicianOut(Out):
     specialty: str
     licence_number: str
     time_zone: str
+    department: str | None = None
 
 
 class QaExpertOut(Out):
     id: uuid.UUID
     full_name: str
     specialty: str | None
+    department: str | None = None
+    practises_as: uuid.UUID | None = None
 
 
 class MeOut(Out):

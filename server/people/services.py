@@ -14,7 +14,7 @@ from server.audit import services as audit
 from server.audit.services import AuditContext
 from server.auth.models import Role, User
 from server.auth.passwords import Passwords
-from server.http.problems import Conflict, FieldError, NotFound
+from server.http.problems import Conflict, FieldError, NotFound, ValidationFailed
 from server.people import rules
 from server.people.models import Patient, Physician, QaExpert
 
@@ -56,7 +56,8 @@ async def register_patient(session: AsyncSession, *, passwords: Passwords, email
 
 async def create_staff(session: AsyncSession, *, passwords: Passwords, role: Role, email: str, password: str,
                        full_name: str, locale: str = "ru", specialty: str | None = None,
-                       licence_number: str | None = None, time_zone: str | None = None, ctx: AuditContext,
+                       licence_number: str | None = None, time_zone: str | None = None,
+                       department: str | None = None, practises_as: uuid.UUID | None = None, ctx: AuditContext,
                        now: dt.datetime) -> User:
     """An admin (or the CLI) creates a physician, QA expert or admin account."""
     if role is Role.patient:
@@ -68,9 +69,13 @@ async def create_staff(session: AsyncSession, *, passwords: Passwords, role: Rol
         if not (specialty and licence_number and time_zone):
             raise ValueError("a physician needs specialty, licence number and time zone")
         session.add(Physician(user_id=user.id, specialty=specialty, licence_number=licence_number,
-                              time_zone=time_zone))
+                              time_zone=time_zone, department=department))
     elif role is Role.qa_expert:
-        session.add(QaExpert(user_id=user.id, specialty=specialty))
+        if practises_as is not None and await session.get(Physician, practises_as) is None:
+            raise ValidationFailed("practises_as: no such physician", errors=[FieldError(
+                field="practises_as", message="No physician with this id", type="not_found")])
+        session.add(QaExpert(user_id=user.id, specialty=specialty, department=department,
+                             physician_id=practises_as))
     await session.flush()
     await audit.record(session, ctx=ctx, action="account.create", object_type="user", object_id=user.id,
                        detail={"role": role.value}, now=now)

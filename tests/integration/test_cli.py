@@ -105,13 +105,13 @@ def test_db_upgrade_then_check_succeeds(fresh: Install) -> None:
     assert "models match migrations" in fresh.run("db", "check").stdout
 
 
-def test_demo_seed_writes_seven_accounts_to_a_private_file(seeded: Install) -> None:
+def test_demo_seed_writes_eight_accounts_to_a_private_file(seeded: Install) -> None:
     assert _mode(seeded.accounts_file) == 0o600
     roles = sorted(role for role, _password in seeded.accounts().values())
-    assert roles == ["admin", "patient", "patient", "physician", "physician", "physician", "qa_expert"]
+    assert roles == ["admin", "patient", "patient", "physician", "physician", "physician", "qa_expert", "qa_expert"]
     assert "admin@demo.clinic" in seeded.accounts()
     assert "duty@demo.clinic" in seeded.accounts()  # works every day round the clock: a call can start any time
-    assert _user_count(seeded.settings()) == 7
+    assert _user_count(seeded.settings()) == 8
 
 
 def test_demo_seed_if_empty_changes_nothing_the_second_time(seeded: Install) -> None:
@@ -119,7 +119,7 @@ def test_demo_seed_if_empty_changes_nothing_the_second_time(seeded: Install) -> 
     result = seeded.run("demo", "seed", "--if-empty")
     assert "password:" not in result.stdout  # logins are printed once only
     assert seeded.accounts_file.read_bytes() == before
-    assert _user_count(seeded.settings()) == 7
+    assert _user_count(seeded.settings()) == 8
 
 
 def test_demo_seed_without_if_empty_refuses_a_seeded_database(seeded: Install) -> None:
@@ -162,7 +162,7 @@ async def test_users_create_physician_can_sign_in(install: Install, aiohttp_clie
 
 def test_audit_verify_passes_then_names_tampered_entry(seeded: Install) -> None:
     intact = seeded.run("audit", "verify")
-    assert "audit chain intact: 13 entries" in intact.stdout  # 7 accounts, 3 consent texts drafted and published
+    assert "audit chain intact: 14 entries" in intact.stdout  # 8 accounts, 3 consent texts drafted and published
 
     async def tamper(session: AsyncSession, _settings: Settings) -> None:
         await session.execute(text("UPDATE audit_entries SET action = 'x' WHERE seq = 2"))
