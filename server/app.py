@@ -17,6 +17,7 @@ from consent.services import WithdrawalEvents
 from consent.setup import consent_setup
 from media.recording import api as recordings_api
 from qa_audit import api as qa_api
+from qa_audit import feedback_api as qa_feedback_api
 from server import keys
 from server.audit import api as audit_api
 from server.auth import api as auth_api
@@ -44,7 +45,8 @@ from signaling import handler as signaling_handler
 log = structlog.get_logger("telemed.app")
 VERSION = "0.1.0"
 ROUTERS = (auth_api.router, people_api.router, audit_api.router, scheduling_api.router, schedule_api.router,
-           consent_api.router, signaling_api.router, records_api.router, recordings_api.router, qa_api.router)
+           consent_api.router, signaling_api.router, records_api.router, recordings_api.router, qa_api.router,
+           qa_feedback_api.router)
 _head_revision = web.AppKey("head_revision", str)
 _openapi: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 

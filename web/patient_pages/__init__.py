@@ -15,6 +15,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from web.pages import page_handler
+from web.patient_pages import feedback
 from web.patient_pages.booking import book_page, book_submit, screening_page
 from web.patient_pages.consultations import (
     cancel_submit,
@@ -41,3 +42,4 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/my/consultations/{consultation_id}/waiting-room", page_handler(waiting_room_page),
                        name="my_waiting_room")
     app.router.add_post("/my/consultations/{consultation_id}/check-in", page_handler(check_in_submit))
+    feedback.setup(app)
