@@ -5,7 +5,8 @@ request), audit appends (every access to health data), a full authenticated API 
 sign-in (dominated by argon2id at production cost); consent's costs (bench/consent.py); the calls through the
 media forwarder (bench/call.py, also with every call recorded), the join time in Chromium (bench/join.py), what
 packet loss costs through the forwarder (bench/loss.py), and recording (bench/recording.py: capture against aiortc's
-MediaRecorder, finalisation, playback decryption) and QA sampling over a million consultations (bench/qa.py).
+MediaRecorder, finalisation, playback decryption), and QA (bench/qa.py): sampling over a million consultations and
+the reports over a year of a 100-physician clinic.
 """
 
 from __future__ import annotations
@@ -193,7 +194,7 @@ def main() -> None:
             join.bench_join()
             loss.bench_loss()
             recording.bench_recording()
-            qa.bench_sampling()
+            qa.bench()
         asyncio.run(bench_app(settings))
         asyncio.run(bench_scheduling(settings))
         asyncio.run(consent.bench_simple_signing(settings))

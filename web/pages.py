@@ -413,3 +413,6 @@ def setup(app: web.Application) -> None:
     patient_pages.setup(app)
     staff_pages.setup(app)
     record_pages.setup(app)
+    from web.qa_pages import reports as qa_reports
+
+    qa_reports.setup(app)

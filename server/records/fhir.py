@@ -138,6 +138,9 @@ class Found:
 
     patient_id: uuid.UUID | None
     build: Callable[[], Resource]
+    # Who may read it, when that is not the patient rule: (session, user id, role) -> allowed. A QA review is the
+    # clinic's internal quality record, read by role and assignment, never by the patient (qa_audit/fhir.py).
+    may_read: Callable[[AsyncSession, uuid.UUID, Role], Awaitable[bool]] | None = None
 
 
 ReadFn = Callable[["AsyncSession", Context, str], Awaitable[Found | None]]

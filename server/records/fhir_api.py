@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from consent import signing
 from consent.models import Consent, ConsentDocument
 from consent.problems import ConsentDamaged
+from qa_audit import fhir as qa_fhir
 from server import keys
 from server.audit import services as audit
 from server.audit.models import AuditEntry
@@ -161,6 +162,12 @@ async def _screenings(session: AsyncSession, consultations: Sequence[Consultatio
 
 
 async def read_questionnaire_response(session: AsyncSession, ctx: fhir.Context, resource_id: str) -> fhir.Found | None:
+    if resource_id.startswith(qa_fhir.ID_PREFIX):  # a QA review (qa-<id>), not a screening (<consultation>-<stage>)
+        export = await qa_fhir.load_done(session, resource_id)
+        if export is None:
+            return None
+        return fhir.Found(export.patient_id, lambda: qa_fhir.questionnaire_response(
+            export, base_url=ctx.clinic.base_url, locale=ctx.locale), may_read=qa_fhir.reader(export))
     parsed = fhir.parse_questionnaire_response_id(resource_id)
     consultation = await session.get(Consultation, parsed[0]) if parsed else None
     if parsed is None or consultation is None:
@@ -252,7 +259,9 @@ REGISTRY.add(fhir.ResourceType(
                                   "this patient's consultations (`Patient/{id}` or `{id}`); required, one value")))
 REGISTRY.add(fhir.ResourceType("Appointment", read_appointment, search_appointments))
 REGISTRY.add(fhir.ResourceType("Encounter", read_encounter, search_encounters))
-REGISTRY.add(fhir.ResourceType("QuestionnaireResponse", read_questionnaire_response, search_questionnaire_responses))
+# Screenings (the patient's) and QA reviews (`qa-<id>`: the clinic's; read only, never in a patient's searches).
+REGISTRY.add(fhir.ResourceType("QuestionnaireResponse", read_questionnaire_response, search_questionnaire_responses,
+                               roles=CARE_ROLES | {Role.qa_expert}))
 REGISTRY.add(fhir.ResourceType("Consent", read_consent, search_consents))
 REGISTRY.add(fhir.ResourceType("AuditEvent", read_audit_event, search_audit_events, roles=RECORD_KEEPERS))
 REGISTRY.add(fhir.ResourceType("DocumentReference", fhir_documents.read_document_reference,
@@ -271,6 +280,10 @@ async def may_see_patient(session: AsyncSession, principal: Principal, patient_i
         return await session.get(Patient, patient_id) is not None
     actor = signing.Actor(principal.user_id, principal.role, principal.patient_id)
     return await signing.may_act_for(session, actor, patient_id)
+
+
+async def _may_see(session: AsyncSession, principal: Principal, patient_id: uuid.UUID | None) -> bool:
+    return patient_id is None or await may_see_patient(session, principal, patient_id)
 
 
 async def _caller(request: web.Request, roles: frozenset[Role]) -> Principal:
@@ -368,8 +381,9 @@ def _read_handler(resource_type: fhir.ResourceType) -> Handler:
         ctx, resource_id = _context(request, principal), request.match_info["id"]
         async with tx(request) as session:
             found = await resource_type.read(session, ctx, resource_id)
-            if found is None or (found.patient_id is not None
-                                 and not await may_see_patient(session, principal, found.patient_id)):
+            if found is None or not await (
+                    found.may_read(session, principal.user_id, principal.role) if found.may_read is not None
+                    else _may_see(session, principal, found.patient_id)):
                 raise NotFound()
             resource = found.build()
             if found.patient_id is not None:
