@@ -6,12 +6,9 @@ consultation answers 404 exactly as a missing one does.
 
 from __future__ import annotations
 
-import dataclasses
-
 from aiohttp import web
 
 from qa_audit import feedback as service
-from qa_audit import sampling
 from qa_audit import services as qa
 from qa_audit.feedback_schemas import FeedbackIn, FeedbackOut
 from server import keys
@@ -23,15 +20,9 @@ from server.http.principal import Principal, audit_context, authenticate
 from server.http.responses import json_response
 from server.http.routing import ApiRouter
 from server.scheduling.services import Viewer
-from server.settings import Settings
 
 router = ApiRouter("feedback")
 PATH = "/api/v1/consultations/{consultation_id}/feedback"
-
-
-def sampling_policy(settings: Settings) -> sampling.SamplingPolicy:
-    """The clinic's sampling policy, with its threshold for a low rating (`qa_low_rating`, 2 unless set)."""
-    return dataclasses.replace(qa.policy_from(settings), low_rating=getattr(settings, "qa_low_rating", 2))
 
 
 def patient_viewer(principal: Principal) -> Viewer:
@@ -51,7 +42,7 @@ async def give_feedback(request: web.Request, body: FeedbackIn) -> web.Response:
         feedback = await service.give_feedback(
             session, consultation_id=consultation_id, viewer=patient_viewer(principal), rating=body.rating,
             complaint=body.complaint, ctx=audit_context(request),
-            policy=sampling_policy(request.app[keys.settings]), now=utcnow())
+            policy=qa.policy_from(request.app[keys.settings]), now=utcnow())
     return json_response(FeedbackOut.model_validate(feedback), status=201)
 
 

@@ -13,10 +13,14 @@ primary consultation where a diagnosis or prescription was refused, a physician'
 
 The rule set is versioned (`SamplingPolicy.version`): a decision stores the version it was made under, and a
 change of rules applies from the version on.
+
+**Secrets rotate from a date on.** Each consultation is drawn under the secret in force on its start date (the
+latest rotation effective by then); the decision stores that secret's id, so a replay knows which key to use.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import math
@@ -174,3 +178,43 @@ def replay(facts: Sequence[Facts], *, secret: bytes, policy: SamplingPolicy) -> 
         for consultation_id in top_up(candidates, policy.rate):
             reasons[consultation_id] = (Reason.floor,)
     return reasons
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """From `effective_from` on (a consultation's start date, in the clinic's zone) the draw uses `secret_id`."""
+
+    effective_from: dt.date
+    secret_id: str
+
+
+def secret_id_on(rotations: Iterable[Rotation], day: dt.date, *, default: str) -> str:
+    """The secret in force on `day`: the latest rotation effective by then; `default` (the current secret) when
+    none is, as before the first rotation is recorded."""
+    in_force = [rotation for rotation in rotations if rotation.effective_from <= day]
+    return max(in_force, key=lambda rotation: rotation.effective_from).secret_id if in_force else default
+
+
+#: Consultations completed late on a month's last day are decided in the first minutes of the next; the daily
+#: top-up keeps topping the previous month up for these first days, so its floor holds once all are decided.
+TOP_UP_GRACE_DAYS = 3
+
+
+def month_days(month: str) -> tuple[dt.date, dt.date]:
+    """The month's first day and the next month's first day, from "YYYY-MM" (ValueError if it is not one)."""
+    first = dt.datetime.strptime(month, "%Y-%m").date()  # noqa: DTZ007  # a calendar date, no time or zone in it
+    return first, (first + dt.timedelta(days=32)).replace(day=1)
+
+
+def months_to_top_up(today: dt.date, *, grace_days: int = TOP_UP_GRACE_DAYS) -> list[str]:
+    """The months the daily top-up brings to their floor on `today` (the clinic's date): this one, and during
+    the first `grace_days` days the previous one too."""
+    current = today.strftime("%Y-%m")
+    if today.day > grace_days:
+        return [current]
+    return [(today.replace(day=1) - dt.timedelta(days=1)).strftime("%Y-%m"), current]
+
+
+def month_closed(month: str, today: dt.date, *, grace_days: int = TOP_UP_GRACE_DAYS) -> bool:
+    """Whether the month's sampling is final on `today`: its last top-up (in the grace days) is behind it."""
+    return today >= month_days(month)[1] + dt.timedelta(days=grace_days)

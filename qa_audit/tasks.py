@@ -1,4 +1,4 @@
-"""Celery adapters: sample completed consultations (every few minutes) and top the month up to its floor (daily)."""
+"""Celery adapters: sample completed consultations (every few minutes) and top months up to their floor (daily)."""
 
 from __future__ import annotations
 
@@ -10,20 +10,20 @@ from qa_audit import services
 from server.celery_app import celery_app
 from server.db.base import utcnow
 from server.db.runner import run_in_session
-from server.keyring import load_qa_secret
+from server.keyring import load_qa_secrets
 from server.settings import Settings
 
 
 async def _sample(session: AsyncSession, settings: Settings) -> int:
-    return await services.sample_pending(session, secret=load_qa_secret(settings),
+    return await services.sample_pending(session, secrets=load_qa_secrets(settings),
                                          policy=services.policy_from(settings),
                                          zone=ZoneInfo(settings.clinic_time_zone), now=utcnow())
 
 
 async def _top_up(session: AsyncSession, settings: Settings) -> int:
-    month = utcnow().astimezone(ZoneInfo(settings.clinic_time_zone)).strftime("%Y-%m")
-    return len(await services.top_up_month(session, month=month, policy=services.policy_from(settings),
-                                           now=utcnow()))
+    added = await services.top_up_due(session, policy=services.policy_from(settings),
+                                      zone=ZoneInfo(settings.clinic_time_zone), now=utcnow())
+    return sum(len(consultations) for consultations in added.values())
 
 
 @celery_app.task(acks_late=True, reject_on_worker_lost=True)
@@ -34,5 +34,6 @@ def sample_consultations() -> int:
 
 @celery_app.task(acks_late=True, reject_on_worker_lost=True)
 def top_up_samples() -> int:
-    """This month's physicians brought up to the floor (at least the rate of their consultations)."""
+    """Physicians brought up to the floor (at least the rate of their consultations) for this month and, in the
+    first days of a month, the previous one, so its floor holds at the month's end."""
     return run_in_session(_top_up)

@@ -434,3 +434,127 @@ def recordings_rewrap() -> None:
     if not result.complete:
         raise click.ClickException("some recordings are not under the current master key; keep the previous keys")
     click.echo("every recording is under the current master key: TELEMED_MASTER_PREVIOUS_KEYS may be emptied")
+
+
+@main.group()
+def qa() -> None:
+    """The QA audit: an inspector's replay of a month's sampling, and rotating the sampling secret."""
+
+
+def _month_option(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    import re
+
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", value):
+        raise click.BadParameter("a month as YYYY-MM, e.g. 2026-03")
+    return value
+
+
+@qa.command("replay")
+@click.option("--month", required=True, callback=_month_option, help="The month, YYYY-MM (the clinic's time zone)")
+def qa_replay(month: str) -> None:
+    """Recompute the month's sampling from stored data (draws, targeted reasons, top-ups, the floor) and list every
+    difference, by consultation and physician id; exit 1 if there is any."""
+    from zoneinfo import ZoneInfo
+
+    from qa_audit import replay, services
+    from server import models  # noqa: F401  # every table, so the joined models' relationships resolve
+    from server.audit.services import AuditContext
+    from server.db.base import utcnow
+    from server.db.runner import run_in_session
+    from server.keyring import load_qa_secrets
+
+    async def work(session: AsyncSession, s: Settings) -> replay.Report:
+        return await services.replay_month(session, month=month, secrets=load_qa_secrets(s),
+                                           policy=services.policy_from(s), zone=ZoneInfo(s.clinic_time_zone),
+                                           ctx=AuditContext(actor_role="cli", request_id="cli"), now=utcnow())
+
+    report = run_in_session(work, _settings())
+    click.echo(f"QA sampling replay of {report.month}: {report.decisions} decisions"
+               f"{'' if report.closed else ' (the month is still open: its floor and decisions may still change)'}")
+    for physician in report.physicians:
+        click.echo(f"physician {physician.physician_id}: {physician.consultations} consultations, "
+                   f"{physician.sampled} sampled, floor {physician.floor}: {'met' if physician.met else 'NOT MET'}")
+    for item in report.pending:
+        click.echo(f"pending {item.line()}")
+    for item in report.differences:
+        click.echo(f"DIFFERENT {item.line()}")
+    if not report.ok:
+        click.echo(f"{len(report.differences)} differences", err=True)
+        sys.exit(1)
+    click.echo("every decision replays as stored")
+
+
+@qa.command("rotate-secret")
+@click.option("--from", "effective_from", required=True, type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="The first day (by the consultation's start, the clinic's time zone) the new secret draws")
+def qa_rotate_secret(effective_from: Any) -> None:
+    """Rotate the QA sampling secret from a date on, keeping the old one for replays.
+
+    With a generated secret (TELEMED_QA_SECRET unset) this makes the new one and keeps the old in
+    <keys>/qa-secrets/. With TELEMED_QA_SECRET, first set the new secret there and keep the old one in
+    <keys>/qa-secrets/; this records the change. Refused if consultations on or after the date are decided."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from qa_audit import services
+    from qa_audit.models import SecretRotation
+    from server import models  # noqa: F401  # every table, so the decisions' foreign keys resolve
+    from server.audit.services import AuditContext
+    from server.db.base import utcnow
+    from server.db.runner import run_in_session
+    from server.keyring import QaSecret, install_qa_secret, keep_retired_qa_secret, load_qa_secrets, new_qa_secret
+
+    settings = _settings()
+    day = effective_from.date()
+
+    def record(new: QaSecret, replacing: str | None = None) -> list[SecretRotation]:
+        held = load_qa_secrets(settings)
+
+        async def work(session: AsyncSession, s: Settings) -> list[SecretRotation]:
+            return await services.record_rotation(session, new=new, held=held, effective_from=day,
+                                                  zone=ZoneInfo(s.clinic_time_zone), replacing=replacing,
+                                                  ctx=AuditContext(actor_role="cli", request_id="cli"), now=utcnow())
+
+        try:
+            return run_in_session(work, settings)
+        except services.RotationRefused as exc:
+            raise click.ClickException(str(exc)) from None
+
+    if settings.qa_secret is None:  # generated: make the new one here, keeping the old
+        old = load_qa_secrets(settings).current
+        keep_retired_qa_secret(settings, old)
+        new = new_qa_secret()
+        rows = install_qa_secret(settings, new, record=lambda: record(new, replacing=old.key_id))
+    else:  # configured: the admin has set the new one already
+        rows = record(load_qa_secrets(settings).current)
+    for row in rows:
+        since = "the beginning" if row.effective_from == dt.date.min else row.effective_from.isoformat()
+        click.echo(f"QA secret {row.secret_id} draws consultations starting from {since}")
+    click.echo("keep every QA secret named in `python -m server qa rotations`: replaying a month needs the one "
+               "that drew it")
+
+
+@qa.command("rotations")
+def qa_rotations() -> None:
+    """List the recorded QA secret rotations (ids and dates only), and whether this node holds each secret."""
+    import datetime as dt
+
+    from qa_audit import services
+    from qa_audit.sampling import Rotation
+    from server.db.runner import run_in_session
+    from server.keyring import load_qa_secrets
+
+    settings = _settings()
+    held = load_qa_secrets(settings)
+
+    async def work(session: AsyncSession, s: Settings) -> list[Rotation]:
+        return await services.rotation_schedule(session)
+
+    schedule = run_in_session(work, settings, read_only=True)
+    if not schedule:
+        click.echo(f"no rotation recorded: QA secret {held.current.key_id} draws every consultation")
+    for rotation in schedule:
+        since = "the beginning" if rotation.effective_from == dt.date.min else rotation.effective_from.isoformat()
+        state = "current" if rotation.secret_id == held.current.key_id else (
+            "held" if held.get(rotation.secret_id) else "NOT HELD")
+        click.echo(f"from {since}: QA secret {rotation.secret_id} ({state})")

@@ -13,8 +13,10 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -24,6 +26,8 @@ from jwt.utils import base64url_encode
 from pydantic import SecretStr
 
 from server.settings import Settings
+
+T = TypeVar("T")
 
 
 class KeyConfigurationError(RuntimeError):
@@ -267,8 +271,39 @@ def load_audit_key(settings: Settings) -> Ed25519PrivateKey:
 class QaSecret:
     """The HMAC key of the QA sampling draw, with an id stored beside each decision (rotation: the id changes)."""
 
-    key: bytes
+    key: bytes = field(repr=False)
     key_id: str
+
+
+@dataclass(frozen=True)
+class QaSecrets:
+    """The clinic's QA secrets: the current one and the retired ones an inspector still needs to replay the months
+    they drew (and the sampler, for consultations before a rotation's date). Which secret drew which day is the
+    database's record of rotations (qa_audit), not this keyring's: the keyring only knows secrets by id."""
+
+    current: QaSecret
+    retired: dict[str, bytes] = field(default_factory=dict, repr=False, hash=False)
+
+    def get(self, key_id: str) -> QaSecret | None:
+        """The secret with this id, current or retired; None if this keyring does not hold it."""
+        if key_id == self.current.key_id:
+            return self.current
+        key = self.retired.get(key_id)
+        return None if key is None else QaSecret(key, key_id)
+
+    def by_id(self) -> dict[str, bytes]:
+        """Every secret held, by id (what a replay looks a decision's secret up in)."""
+        return {**self.retired, self.current.key_id: self.current.key}
+
+
+def qa_secret_id(key: bytes) -> str:
+    """A QA secret's public name, stored with each decision it drew: shows which secret to use, reveals nothing."""
+    return hashlib.sha256(b"telemed-qa-secret-id" + key).hexdigest()[:16]
+
+
+def _qa_key(raw: str, *, what: str) -> QaSecret:
+    key = _decoded(raw, what=what, sizes=range(16, 1025))
+    return QaSecret(key, qa_secret_id(key))
 
 
 def load_qa_secret(settings: Settings) -> QaSecret:
@@ -278,8 +313,63 @@ def load_qa_secret(settings: Settings) -> QaSecret:
     if settings.qa_secret is None and settings.is_production:
         raise KeyConfigurationError("production refuses generated keys; set TELEMED_QA_SECRET")
     raw, _ = _base64_key(settings.qa_secret, settings.keys_dir / "qa-secret")
-    key = _decoded(raw, what="QA secret", sizes=range(16, 1025))
-    return QaSecret(key, hashlib.sha256(b"telemed-qa-secret-id" + key).hexdigest()[:16])
+    return _qa_key(raw, what="QA secret")
+
+
+def retired_qa_secrets_dir(settings: Settings) -> Path:
+    """Where retired QA secrets are kept, one base64 file each (0600): `<keys>/qa-secrets/`."""
+    return settings.keys_dir / "qa-secrets"
+
+
+def load_qa_secrets(settings: Settings) -> QaSecrets:
+    """The current QA secret and every retired one in `<keys>/qa-secrets/` (files starting with a dot are
+    ignored: they are writes in progress). A file that does not hold a secret is refused, by name only."""
+    current = load_qa_secret(settings)
+    retired: dict[str, bytes] = {}
+    folder = retired_qa_secrets_dir(settings)
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            if path.name.startswith(".") or not path.is_file():
+                continue
+            secret = _qa_key(path.read_text(), what=f"retired QA secret in {path.name}")
+            if secret.key_id != current.key_id:
+                retired[secret.key_id] = secret.key
+    return QaSecrets(current, retired)
+
+
+def new_qa_secret() -> QaSecret:
+    """A fresh QA secret (32 random bytes), for a rotation."""
+    key = secrets.token_bytes(32)
+    return QaSecret(key, qa_secret_id(key))
+
+
+def keep_retired_qa_secret(settings: Settings, secret: QaSecret) -> Path:
+    """Keep `secret` in `<keys>/qa-secrets/<id>` (0600), so months it drew can still be replayed; idempotent."""
+    path = retired_qa_secrets_dir(settings) / secret.key_id
+    _write_secret(path, base64.b64encode(secret.key) + b"\n")
+    return path
+
+
+def install_qa_secret(settings: Settings, secret: QaSecret, *, record: Callable[[], T]) -> T:
+    """Make `secret` the current one in `<keys>/qa-secret` (file-based secrets only), once `record()` (the rotation
+    recorded in the database) has succeeded. The new secret is written first under another name, so a full disk
+    fails before the record; the file is then replaced at once, so a sampler sees the old secret or the new one."""
+    if settings.qa_secret is not None:
+        raise KeyConfigurationError("the QA secret comes from TELEMED_QA_SECRET; change it there")
+    path = settings.keys_dir / "qa-secret"
+    staged = path.with_name(f".{path.name}.{os.getpid()}.next")
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(base64.b64encode(secret.key) + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        result = record()
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    os.replace(staged, path)
+    return result
 
 
 def generate_key_settings() -> dict[str, str]:

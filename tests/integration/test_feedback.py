@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from qa_audit import feedback as service
-from qa_audit import feedback_api, sampling, services
+from qa_audit import sampling, services
 from qa_audit.feedback_models import ConsultationFeedback
 from qa_audit.feedback_schemas import FeedbackIn
 from qa_audit.models import SamplingDecision
@@ -247,7 +247,7 @@ async def test_the_clinics_threshold_decides_what_is_low(clinic: dict[str, Any])
     async with transaction(client.app[keys.sessions]) as session:
         await service.give_feedback(session, consultation_id=uuid.UUID(consultation), viewer=viewer, rating=3,
                                     complaint=None, ctx=AuditContext(actor_role="test"),
-                                    policy=feedback_api.sampling_policy(settings), now=utcnow())
+                                    policy=services.policy_from(settings), now=utcnow())
     after = await decision_of(client, consultation)
     assert after is not None
     assert (after.sampled, after.reasons) == (True, ["low_rating"])
@@ -284,7 +284,7 @@ async def test_feedback_before_the_decision_is_read_by_the_facts_and_the_sweep(c
         assert await service.feedback_facts(session, uuid.UUID(consultation), as_of=row.created_at) == (True, 2)
 
     await decide(client, consultation, NEVER)
-    policy = feedback_api.sampling_policy(client.app[keys.settings])
+    policy = services.policy_from(client.app[keys.settings])
     async with transaction(client.app[keys.sessions]) as session:  # the sweep's reconciliation
         await service.apply_pending_feedback(session, policy=policy, now=utcnow())
     after = await decision_of(client, consultation)

@@ -23,7 +23,7 @@ from server.audit.models import AuditEntry
 from server.auth.models import Role, User
 from server.db.base import utcnow
 from server.db.engine import transaction
-from server.keyring import load_qa_secret
+from server.keyring import load_qa_secrets
 from server.notify import OutboxSender
 from server.people.models import QaExpert
 from server.scheduling.models import Consultation, ConsultationStatus
@@ -50,7 +50,7 @@ async def _complete_and_sample(app: Any, consultation_id: str) -> None:
         consultation = await session.get_one(Consultation, uuid.UUID(consultation_id))
         consultation.status = ConsultationStatus.completed
         consultation.admitted_at, consultation.ended_at = now - dt.timedelta(minutes=15), now
-        await services.sample_pending(session, secret=load_qa_secret(app[keys.settings]),
+        await services.sample_pending(session, secrets=load_qa_secrets(app[keys.settings]),
                                       policy=sampling.SamplingPolicy(), zone=ZONE, now=now)
         await assignment.assign_pending(session, settings=app[keys.settings], now=now)
 
@@ -273,3 +273,26 @@ async def test_a_sample_waits_when_no_expert_may_take_it(aiohttp_client: Any, tm
     async with transaction(client.app[keys.sessions]) as session:
         [made] = await assignment.assign_pending(session, settings=client.app[keys.settings], now=utcnow())
     assert made.expert_id == newcomer[1]
+
+
+async def test_an_admin_names_an_experts_own_practice_and_department_when_creating_them(
+        clinic: dict[str, Any]) -> None:
+    client = clinic["client"]
+    boss = await admin(client)
+    body = {"role": "qa_expert", "email": "senior@clinic.example", "password": "a long enough password",
+            "full_name": "Senior Expert", "department": "therapy", "practises_as": clinic["physician_id"]}
+    made = await client.post("/api/v1/admin/users", headers=boss.auth, json=body)
+    assert made.status == 201, await made.text()
+    async with client.app[keys.read_sessions]() as session:
+        expert = (await session.scalars(select(QaExpert).where(
+            QaExpert.user_id == uuid.UUID((await made.json())["id"])))).one()
+        loads = await assignment.expert_loads(session)
+    assert (expert.department, str(expert.physician_id)) == ("therapy", clinic["physician_id"])
+    assert {load.expert_id: load.physician_id for load in loads}[expert.id] == expert.physician_id
+    unknown = await client.post("/api/v1/admin/users", headers=boss.auth,
+                                json={**body, "email": "x@clinic.example", "practises_as": str(uuid.uuid4())})
+    assert unknown.status == 422
+    assert [e["field"] for e in (await unknown.json())["errors"]] == ["practises_as"]
+    wrong_role = await client.post("/api/v1/admin/users", headers=boss.auth,
+                                   json={**body, "email": "y@clinic.example", "role": "admin"})
+    assert wrong_role.status == 422

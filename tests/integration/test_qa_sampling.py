@@ -18,7 +18,7 @@ from server import keys
 from server.audit.models import AuditEntry
 from server.db.base import utcnow
 from server.db.engine import transaction
-from server.keyring import load_qa_secret
+from server.keyring import load_qa_secret, load_qa_secrets
 from server.scheduling.models import Consultation
 from tests.integration.test_protocol import _through_call
 from tests.scheduling_helpers import booked_clinic
@@ -66,8 +66,8 @@ async def test_two_sampling_runs_at_once_make_exactly_one_decision(aiohttp_clien
 
     # The sweep finds nothing left to decide, however often it runs.
     async with transaction(app[keys.sessions]) as session:
-        assert await services.sample_pending(session, secret=secret, policy=ONLY_THE_DRAW, zone=ZONE,
-                                             now=utcnow()) == 0
+        assert await services.sample_pending(session, secrets=load_qa_secrets(app[keys.settings]),
+                                             policy=ONLY_THE_DRAW, zone=ZONE, now=utcnow()) == 0
 
 
 async def test_the_sweep_decides_completed_consultations_and_reads_their_facts(
@@ -75,7 +75,7 @@ async def test_the_sweep_decides_completed_consultations_and_reads_their_facts(
     clinic = await completed_clinic(aiohttp_client, tmp_path, database_url)
     app = clinic["client"].app
     async with transaction(app[keys.sessions]) as session:
-        decided = await services.sample_pending(session, secret=load_qa_secret(app[keys.settings]),
+        decided = await services.sample_pending(session, secrets=load_qa_secrets(app[keys.settings]),
                                                 policy=sampling.SamplingPolicy(), zone=ZONE, now=utcnow())
     assert decided == 1
     [row] = await _rows(app)

@@ -14,10 +14,14 @@ from server.auth.tokens import InvalidToken, decode_access_token, issue_access_t
 from server.keyring import (
     KeyConfigurationError,
     generate_key_settings,
+    install_qa_secret,
+    keep_retired_qa_secret,
     load_audit_key,
     load_key_material,
     load_qa_secret,
+    load_qa_secrets,
     load_seal_keys,
+    new_qa_secret,
     rotate_jwt_key,
 )
 from server.settings import Settings
@@ -131,3 +135,50 @@ def test_the_qa_secret_is_generated_once_0600_or_configured_and_production_requi
         load_qa_secret(_settings(tmp_path, qa_secret="c2hvcnQ="))
     with pytest.raises(KeyConfigurationError, match="TELEMED_QA_SECRET"):
         load_qa_secret(_settings(tmp_path / "prod", env="production"))
+
+
+def test_retired_qa_secrets_are_held_by_id_beside_the_current_one(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    old = load_qa_secret(settings)
+    path = keep_retired_qa_secret(settings, old)
+    assert path == tmp_path / "var" / "keys" / "qa-secrets" / old.key_id
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    new = new_qa_secret()
+    assert install_qa_secret(settings, new, record=lambda: "recorded") == "recorded"
+    held = load_qa_secrets(settings)
+    assert held.current == new  # the file was replaced: the sampler now draws with the new one
+    assert held.get(old.key_id) == old  # and the old one still replays its months
+    assert held.by_id() == {old.key_id: old.key, new.key_id: new.key}
+    assert held.get("0" * 16) is None
+    assert repr(old.key) not in repr(held)  # never shown in a traceback or a log
+    assert repr(old.key) not in repr(old)
+    assert [p.name for p in (tmp_path / "var" / "keys").iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_rotation_that_is_not_recorded_leaves_the_current_qa_secret(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    before = load_qa_secret(settings)
+
+    def refused() -> None:
+        raise RuntimeError("the database refused the rotation")
+
+    with pytest.raises(RuntimeError, match="refused"):
+        install_qa_secret(settings, new_qa_secret(), record=refused)
+    assert load_qa_secret(settings) == before
+    assert [p.name for p in (tmp_path / "var" / "keys").iterdir() if p.name.startswith(".")] == []
+    configured = _settings(tmp_path, qa_secret=generate_key_settings()["TELEMED_QA_SECRET"])
+    with pytest.raises(KeyConfigurationError, match="TELEMED_QA_SECRET"):
+        install_qa_secret(configured, new_qa_secret(), record=lambda: None)
+
+
+def test_a_configured_qa_secret_keeps_retired_ones_from_files_and_names_a_bad_file(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, qa_secret=generate_key_settings()["TELEMED_QA_SECRET"])
+    retired = new_qa_secret()
+    keep_retired_qa_secret(settings, retired)
+    held = load_qa_secrets(settings)
+    assert held.current == load_qa_secret(settings)
+    assert held.get(retired.key_id) == retired
+    (tmp_path / "var" / "keys" / "qa-secrets" / "2025-old").write_text("not base64!\n")
+    with pytest.raises(KeyConfigurationError, match="retired QA secret in 2025-old must be base64"):
+        load_qa_secrets(settings)

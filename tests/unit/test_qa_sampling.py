@@ -132,3 +132,33 @@ def test_a_rate_outside_0_to_1_is_refused() -> None:
         SamplingPolicy(rate=Fraction(0))
     with pytest.raises(ValueError, match="share"):
         SamplingPolicy(rate=Fraction(11, 10))
+
+
+# --- patients' feedback (qa_audit.feedback): the reasons a rating or complaint gives, by the same rules ----------
+
+
+@pytest.mark.parametrize(("complaint", "rating", "reasons"), [
+    (False, 5, ()),
+    (False, 3, ()),
+    (False, 2, (Reason.low_rating,)),
+    (False, 1, (Reason.low_rating,)),
+    (True, 5, (Reason.complaint,)),  # a complaint whatever the rating
+    (True, 1, (Reason.complaint, Reason.low_rating)),
+    (False, None, ()),
+])
+def test_feedback_reasons_fire_on_a_complaint_or_a_low_rating_only(complaint: bool, rating: int | None,
+                                                                     reasons: tuple[Reason, ...]) -> None:
+    from qa_audit.feedback import feedback_reasons
+
+    assert feedback_reasons(complaint=complaint, rating=rating, policy=SamplingPolicy()) == reasons
+
+
+def test_feedback_reasons_follow_the_clinics_threshold_and_switched_off_rules() -> None:
+    from qa_audit.feedback import feedback_reasons
+
+    assert feedback_reasons(complaint=False, rating=3, policy=SamplingPolicy(low_rating=3)) == (Reason.low_rating,)
+    assert feedback_reasons(complaint=False, rating=2, policy=SamplingPolicy(low_rating=1)) == ()
+    only_complaints = SamplingPolicy(targeted=frozenset({Reason.complaint}))
+    assert feedback_reasons(complaint=True, rating=1, policy=only_complaints) == (Reason.complaint,)
+    # A physician's first consultations are a rule of the record, not of the feedback: never given here.
+    assert feedback_reasons(complaint=False, rating=5, policy=SamplingPolicy(first_consultations=10**6)) == ()

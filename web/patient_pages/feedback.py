@@ -16,8 +16,9 @@ from typing import Any
 from aiohttp import web
 
 from qa_audit import feedback as service
-from qa_audit.feedback_api import patient_viewer, sampling_policy
+from qa_audit.feedback_api import patient_viewer
 from qa_audit.feedback_schemas import COMPLAINT_MAX_CHARS
+from qa_audit.services import policy_from
 from server import keys
 from server.db.base import utcnow
 from server.http.context import read, tx
@@ -96,7 +97,7 @@ async def feedback_submit(request: web.Request) -> web.Response:
             await service.give_feedback(
                 session, consultation_id=consultation_id, viewer=patient_viewer(principal), rating=form.rating,
                 complaint=form.complaint or None, ctx=audit_context(request),
-                policy=sampling_policy(request.app[keys.settings]), now=utcnow())
+                policy=policy_from(request.app[keys.settings]), now=utcnow())
     except service.FeedbackAlreadyGiven:
         raise web.HTTPSeeOther(here) from None  # sent from another tab: the page shows what was sent
     except service.ConsultationNotFinished as problem:
