@@ -413,6 +413,12 @@ def setup(app: web.Application) -> None:
     patient_pages.setup(app)
     staff_pages.setup(app)
     record_pages.setup(app)
+    from web.qa_pages import physician as qa_physician
+    from web.qa_pages import queue as qa_queue
     from web.qa_pages import reports as qa_reports
+    from web.qa_pages import review as qa_review
 
+    qa_queue.setup(app)  # first: it registers the template globals every QA page uses
+    qa_review.setup(app)
+    qa_physician.setup(app)
     qa_reports.setup(app)

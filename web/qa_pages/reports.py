@@ -192,6 +192,16 @@ async def physician_report_page(request: web.Request) -> web.Response:
         "rate_fraction": report.rate})
 
 
+async def own_report_page(request: web.Request) -> web.Response:
+    """A physician's link to their own report, which the navigation can give without knowing their id."""
+    principal = await page_user(request, roles={Role.physician})
+    async with read(request) as db:
+        physician_id = await report_queries.physician_of_user(db, principal.user_id)
+    if physician_id is None:
+        raise await _not_found(request, principal)
+    raise web.HTTPSeeOther(f"/qa/reports/physicians/{physician_id}")
+
+
 async def _not_found(request: web.Request, principal: Principal) -> PageAnswer:
     back = "/qa/reports" if principal.role in READERS else "/"
     return PageAnswer(await render(request, "error.html", {"kind": "not_found", "back": back}, status=404))
@@ -244,6 +254,7 @@ def setup(app: web.Application) -> None:
         ("/qa/reports", clinic_report_page),
         ("/qa/reports.csv", clinic_report_csv),
         ("/qa/reports/physicians/{physician_id}", physician_report_page),
+        ("/qa/reports/mine", own_report_page),
     ]
     for path, handler in routes:
         app.router.add_get(path, page_handler(handler))
