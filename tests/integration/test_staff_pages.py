@@ -45,7 +45,7 @@ async def sign_in(client: TestClient, account: Account, *, lang: str = "en") -> 
     """Through the login form, as a browser; a second factor's code when the account has one."""
     client.session.cookie_jar.clear()
     otp = pyotp.TOTP(account.totp_secret).now() if account.totp_secret else None
-    response = await form_login(client, account.email, otp=otp)
+    response = await form_login(client, account.email, account.password, otp=otp)
     assert response.status == 303, await response.text()
     if lang == "en":
         english(client)
