@@ -267,9 +267,11 @@ def users() -> None:
 @click.option("--specialty")
 @click.option("--licence-number")
 @click.option("--time-zone")
+@click.option("--department", help="physicians and QA experts: QA can keep reviews out of a department")
+@click.option("--practises-as", help="a QA expert who also sees patients: their physician id")
 @click.option("--locale", default="ru", type=click.Choice(["ru", "en"]))
 def users_create(role: str, email: str, full_name: str, specialty: str | None, licence_number: str | None,
-                 time_zone: str | None, locale: str) -> None:
+                 time_zone: str | None, department: str | None, practises_as: str | None, locale: str) -> None:
     """Create a staff account; the password is read from TELEMED_NEW_PASSWORD or asked for."""
     from pydantic import ValidationError
 
@@ -287,7 +289,8 @@ def users_create(role: str, email: str, full_name: str, specialty: str | None, l
     try:
         body = StaffCreateIn.model_validate({
             "role": role, "email": email, "password": password, "full_name": full_name, "locale": locale,
-            "specialty": specialty, "licence_number": licence_number, "time_zone": time_zone})
+            "specialty": specialty, "licence_number": licence_number, "time_zone": time_zone,
+            "department": department, "practises_as": practises_as})
     except ValidationError as exc:
         raise click.ClickException("; ".join(f"{e.field}: {e.message}" for e in field_errors(exc))) from None
 
@@ -296,13 +299,14 @@ def users_create(role: str, email: str, full_name: str, specialty: str | None, l
             session, passwords=Passwords.from_settings(s),
             role=Role(body.role), email=body.email, password=body.password, full_name=body.full_name,
             locale=body.locale, specialty=body.specialty, licence_number=body.licence_number,
-            time_zone=body.time_zone, ctx=AuditContext(actor_role="cli", request_id="cli"), now=utcnow())
+            time_zone=body.time_zone, department=body.department, practises_as=body.practises_as,
+            ctx=AuditContext(actor_role="cli", request_id="cli"), now=utcnow())
         return str(user.id)
 
     try:
         user_id = run_in_session(work, _settings())
     except ProblemError as exc:
-        raise click.ClickException(exc.title) from None
+        raise click.ClickException(exc.detail or exc.title) from None
     click.echo(f"created {role} {user_id}")
 
 

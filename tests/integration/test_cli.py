@@ -6,6 +6,7 @@ import asyncio
 import re
 import stat
 import subprocess
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.app import create_app
 from server.auth.models import User
 from server.db.runner import run_in_session
+from server.people.models import Physician, QaExpert
 from server.settings import Settings
 from tests import databases
 from tests.conftest import make_settings
@@ -158,6 +160,30 @@ async def test_users_create_physician_can_sign_in(install: Install, aiohttp_clie
     status, body = await _login(aiohttp_client, install.settings(),
                                 {"email": "new.doctor@clinic.example", "password": NEW_PASSWORD})
     assert status == 200, body
+
+
+def test_users_create_an_expert_who_practises_as_a_physician_in_a_department(install: Install) -> None:
+    made = install.run("users", "create", "--role", "physician", "--email", "doc@clinic.example", "--full-name",
+                       "Doc", "--specialty", "cardiology", "--licence-number", "77-01-9", "--time-zone",
+                       "Europe/Moscow", "--department", "cardiology", TELEMED_NEW_PASSWORD=NEW_PASSWORD)
+    user_id = made.stdout.split()[-1]
+
+    async def physician_of(session: AsyncSession, _settings: Settings) -> str:
+        return str(await session.scalar(select(Physician.id).where(Physician.user_id == uuid.UUID(user_id))))
+
+    physician_id = run_in_session(physician_of, install.settings())
+    install.run("users", "create", "--role", "qa_expert", "--email", "qa@clinic.example", "--full-name", "Expert",
+                "--department", "cardiology", "--practises-as", physician_id, TELEMED_NEW_PASSWORD=NEW_PASSWORD)
+
+    async def expert(session: AsyncSession, _settings: Settings) -> tuple[str | None, str]:
+        found = (await session.scalars(select(QaExpert))).one()
+        return found.department, str(found.physician_id)
+
+    assert run_in_session(expert, install.settings()) == ("cardiology", physician_id)
+    refused = install.run("users", "create", "--role", "qa_expert", "--email", "qa2@clinic.example", "--full-name",
+                          "Other", "--practises-as", str(uuid.uuid4()), TELEMED_NEW_PASSWORD=NEW_PASSWORD, ok=False)
+    assert refused.returncode != 0
+    assert "practises_as" in refused.stderr
 
 
 def test_audit_verify_passes_then_names_tampered_entry(seeded: Install) -> None:
