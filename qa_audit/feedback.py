@@ -4,7 +4,8 @@ A complaint or a low rating is a targeted sampling rule (`sampling.Reason.compla
 rule reads the feedback through `feedback_facts` when the consultation's one decision is made; feedback that
 arrives after the decision changes that decision instead (`apply_feedback`, in the same transaction as the
 feedback itself): an unsampled consultation becomes sampled, a sampled one gains the reason. Either way the
-change is audited, so an inspector replaying the draw sees why a decision differs from its first form.
+change is audited, so an inspector replaying the draw sees why a decision differs from its first form (the late
+path itself is qa_audit.late_reasons.add_reasons, shared with refused protocol fields).
 
 The complaint text is PHI: it is stored and shown to the patient and the clinic's reviewers, never logged and
 never put in an audit entry (those carry the rating and whether a complaint was made).
@@ -19,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from qa_audit import sampling
+from qa_audit import late_reasons, sampling
 from qa_audit.feedback_models import ConsultationFeedback
 from qa_audit.models import SamplingDecision
 from server.audit import services as audit
@@ -32,7 +33,7 @@ FINISHED = frozenset({ConsultationStatus.completed, ConsultationStatus.documente
 #: The targeted rules patients' feedback feeds.
 FEEDBACK_REASONS = (sampling.Reason.complaint, sampling.Reason.low_rating)
 #: How far back the sampling sweep looks for feedback its decisions may have missed (see `apply_pending_feedback`).
-RECONCILE_WINDOW = dt.timedelta(days=2)
+RECONCILE_WINDOW = late_reasons.RECONCILE_WINDOW
 
 
 class ConsultationNotFinished(Conflict):
@@ -50,9 +51,7 @@ class FeedbackNotFound(NotFound):
 def feedback_reasons(*, complaint: bool, rating: int | None,
                      policy: sampling.SamplingPolicy) -> tuple[sampling.Reason, ...]:
     """The targeted reasons this feedback gives, by the same rules (and the same threshold) as a decision."""
-    facts = sampling.Facts(consultation_id=uuid.UUID(int=0), physician_id=uuid.UUID(int=0), month="",
-                           complaint=complaint, rating=rating)
-    return tuple(reason for reason in sampling.targeted_reasons(facts, policy) if reason in FEEDBACK_REASONS)
+    return late_reasons.rule_reasons(policy, FEEDBACK_REASONS, complaint=complaint, rating=rating)
 
 
 async def give_feedback(session: AsyncSession, *, consultation_id: uuid.UUID, viewer: scheduling.Viewer,
@@ -142,22 +141,9 @@ async def apply_pending_feedback(session: AsyncSession, *, policy: sampling.Samp
 async def _apply(session: AsyncSession, feedback: ConsultationFeedback, *, policy: sampling.SamplingPolicy,
                  now: dt.datetime) -> tuple[SamplingDecision | None, bool]:
     """The decision (if made) with the feedback's reasons, and whether this call changed it."""
-    decision = (await session.scalars(
-        select(SamplingDecision).where(SamplingDecision.consultation_id == feedback.consultation_id)
-        .with_for_update().execution_options(populate_existing=True))).one_or_none()  # the top-up writes it too
-    if decision is None:
-        return None, False
     wanted = feedback_reasons(complaint=feedback.complaint is not None, rating=feedback.rating, policy=policy)
-    missing = [reason.value for reason in wanted if reason.value not in decision.reasons]
-    if not missing:
-        return decision, False
-    was_sampled = decision.sampled
-    decision.sampled = True
-    decision.reasons = [*decision.reasons, *missing]  # a new list: the JSON column sees the change
-    await audit.record(session, ctx=audit.SYSTEM, action="qa.sampling_targeted_late", object_type="consultation",
-                       object_id=feedback.consultation_id, subject_patient_id=feedback.patient_id,
-                       detail={"reasons": missing, "was_sampled": was_sampled}, now=now)
-    return decision, True
+    return await late_reasons.add_reasons(session, consultation_id=feedback.consultation_id,
+                                          patient_id=feedback.patient_id, reasons=wanted, now=now)
 
 
 async def _feedback(session: AsyncSession, consultation_id: uuid.UUID) -> ConsultationFeedback | None:

@@ -8,7 +8,9 @@ What is recomputed, for each decision:
   was the one in force on the consultation's start date, by the recorded rotations);
 - its reasons: the draw against the rate, and the targeted rules on the record's facts as they stood when the
   decision was made (facts that are gone, such as an erased recording's state, are taken as stored), plus the
-  reasons that arrive later and are added to a decision when they do (a patient's complaint or low rating);
+  reasons that arrive later and are added to a decision when they do (a patient's complaint or low rating, a
+  diagnosis or prescription refused in a primary consultation's protocol), each counted from when it was added.
+  A late reason with no such fact behind it is a difference like any other wrong reason;
 - the floor's top-ups. These ran during the month, each on the decisions made by then, so they are replayed in
   the same order: at each stored top-up time the consultations decided by then, lowest draw values first. A
   from-scratch top-up over the whole month would disagree with a correct history (an early top-up is not undone
@@ -89,8 +91,8 @@ class RecordEntry:
     day: dt.date  # its start date, in the clinic's zone
     done: bool = True  # completed or documented
     unknown: frozenset[Reason] = frozenset()  # targeted reasons whose facts are gone (an erased recording)
-    # Targeted reasons that arose after the decision and are added to it then (a patient's feedback), with when
-    # they were added: a top-up before that did not count them.
+    # Targeted reasons that arose after the decision and are added to it then (a patient's feedback, a refused
+    # protocol field), with when they were added: a top-up before that did not count them.
     late: tuple[tuple[Reason, dt.datetime], ...] = ()
 
 

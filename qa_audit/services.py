@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from media.recording.models import Recording, RecordingState
-from qa_audit import feedback, replay, sampling
+from qa_audit import feedback, late_reasons, replay, sampling
 from qa_audit.models import SamplingDecision, SecretRotation
 from server.audit import services as audit
 from server.audit.models import AuditEntry
@@ -124,7 +124,8 @@ async def sample_pending(session: AsyncSession, *, secrets: QaSecrets, policy: s
     """Decide every completed consultation that has no decision yet (oldest first), each under the secret in force
     on its start date; how many were decided. Refuses (KeyConfigurationError) while the configured secret is not
     the one recorded last: a secret changed without `qa rotate-secret` would draw days it was not meant to. Then
-    feedback given while a decision was being made is applied to it (qa_audit.feedback)."""
+    the facts that arose after a decision are added to it: feedback given while it was being made
+    (qa_audit.feedback), and protocol fields refused since (qa_audit.late_reasons)."""
     unsettled = exists().where(Recording.consultation_id == Consultation.id,
                                Recording.state.in_((RecordingState.recording, RecordingState.stopped)))
     waiting = (await session.scalars(
@@ -146,6 +147,7 @@ async def sample_pending(session: AsyncSession, *, secrets: QaSecrets, policy: s
                 "<keys>/qa-secrets/ (docs/qa.md, rotating the secret)")
         await decide_once(session, consultation, secret=secret, policy=policy, zone=zone, now=now)
     await feedback.apply_pending_feedback(session, policy=policy, now=now)
+    await late_reasons.apply_pending_refusals(session, policy=policy, now=now)
     return len(waiting)
 
 
@@ -309,14 +311,17 @@ async def _entry(session: AsyncSession, consultation: Consultation, *, zone: Zon
 
 async def _late_reasons(session: AsyncSession, consultation: Consultation, *, as_of: dt.datetime | None,
                         policy: sampling.SamplingPolicy) -> tuple[tuple[sampling.Reason, dt.datetime], ...]:
-    """The reasons feedback given after the decision adds to it, and when they were added (the audit entry of
-    the change; the feedback's time if it never was, and the replay then finds them missing)."""
-    given = await feedback.feedback_for(session, consultation.id)
-    if given is None or as_of is None or given.created_at <= as_of:
+    """The reasons that facts arising after the decision add to it (feedback given, protocol fields refused), and
+    when each was added (qa_audit.late_reasons.when_added: the fact's time if it never was, and the replay then
+    finds it missing)."""
+    if as_of is None:
         return ()
-    applied = await session.scalar(select(func.min(AuditEntry.at)).where(
-        AuditEntry.action == "qa.sampling_targeted_late", AuditEntry.object_type == "consultation",
-        AuditEntry.object_id == str(consultation.id)))
-    at = applied or given.created_at
-    reasons = feedback.feedback_reasons(complaint=given.complaint is not None, rating=given.rating, policy=policy)
-    return tuple((reason, at) for reason in reasons)
+    arisen: list[tuple[sampling.Reason, dt.datetime]] = []
+    given = await feedback.feedback_for(session, consultation.id)
+    if given is not None and given.created_at > as_of:
+        arisen += [(reason, given.created_at) for reason in feedback.feedback_reasons(
+            complaint=given.complaint is not None, rating=given.rating, policy=policy)]
+    refused = await late_reasons.refused_after(session, consultation.id, as_of)
+    if refused is not None:
+        arisen += [(reason, refused) for reason in late_reasons.refusal_reasons(policy)]
+    return await late_reasons.when_added(session, consultation.id, arisen)

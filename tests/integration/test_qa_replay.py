@@ -274,10 +274,14 @@ async def test_facts_are_replayed_as_they_stood_when_the_decision_was_made(aioht
         await session.execute(update(Recording).where(Recording.consultation_id == erased)
                               .values(state=RecordingState.erased))
         now_facts = await services.facts_for(session, consultation, zone=ZONE)
+        then_facts = await services.facts_for(session, consultation, zone=ZONE, as_of=_at(1, 0))
     assert now_facts.forbidden_fields_refused  # the record today...
+    assert not then_facts.forbidden_fields_refused  # ...but not what the decision saw
+    await sample(clinic, at=_at(2, 1))  # the sweep adds the refusal's reason late (qa_audit.late_reasons)
+    assert (await rows(clinic))[later].reasons[-1] == "forbidden_fields"
     await top_up(clinic, at=_at(3))
     report = await replayed(clinic)
-    assert report.ok, [d.line() for d in report.differences]  # ...but not what the decision saw
+    assert report.ok, [d.line() for d in report.differences]  # the decision's facts, and the reason from then on
 
 
 async def test_feedback_before_or_after_the_decision_replays_clean(aiohttp_client: Any, app: web.Application) -> None:
