@@ -129,17 +129,18 @@ async def reassign(session: AsyncSession, review: Review, *, expert_id: uuid.UUI
                    settings: Settings, now: dt.datetime, ctx: AuditContext) -> Review:
     """An admin gives an open review to another expert (named, or the least loaded eligible one). The new expert
     starts afresh: the draft was the former expert's judgement, not theirs."""
+    await session.refresh(review, with_for_update=True)  # a submit racing the reassignment: one of them wins
     if rules.next_status(review.status, "reassign") is None:
         raise WrongStep(f"a {review.status.value} review cannot be reassigned")
-    excluded = [review.expert_id]
+    # Neither the current expert nor, for a second review, whoever reviewed an earlier round.
+    excluded = [review.expert_id, *(await session.scalars(select(Review.expert_id).where(
+        Review.consultation_id == review.consultation_id, Review.round < review.round))).all()]
     if expert_id is None:
         expert_id = await _choose(session, review.physician_id, settings=settings, excluded=excluded)
     else:
         loads = {load.expert_id: load for load in await expert_loads(session)}
-        first = await session.scalar(select(Review.expert_id).where(
-            Review.consultation_id == review.consultation_id, Review.round < review.round))
         load = loads.get(expert_id)
-        if load is None or first == expert_id or not rules.eligible(
+        if load is None or not rules.eligible(
                 load, await case_of(session, review.physician_id),
                 separate_departments=settings.qa_separate_departments, excluded=excluded):
             raise NoEligibleExpert("this expert may not review this consultation", errors=[FieldError(

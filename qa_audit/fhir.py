@@ -149,8 +149,11 @@ def _author(export: ReviewExport, base_url: str) -> dict[str, Any]:
             "identifier": {"system": f"{_base(base_url)}/fhir/sid/qa-expert", "value": str(export.expert.id)}}
 
 
-def questionnaire_response(export: ReviewExport, *, base_url: str, locale: str) -> QuestionnaireResponse:
-    """The done review as a QuestionnaireResponse: `completed`, or `amended` for a second review."""
+def questionnaire_response(export: ReviewExport, *, base_url: str, locale: str,
+                           name_expert: bool = True) -> QuestionnaireResponse:
+    """The done review as a QuestionnaireResponse: `completed`, or `amended` for a second review. Without
+    `name_expert` (for the reviewed physician, as the pages and the API) the author is the clinic's quality
+    service, not the expert."""
     review, template = export.review, export.template
     if review.status not in DONE_STATUSES:
         raise ValueError("only a done review is exported")
@@ -180,7 +183,8 @@ def questionnaire_response(export: ReviewExport, *, base_url: str, locale: str) 
         "status": "amended" if review.round > 1 else "completed",
         "subject": {"reference": f"Encounter/{review.consultation_id}"},
         "authored": authored.isoformat(),
-        "author": _author(export, base_url),
+        "author": _author(export, base_url) if name_expert else {"type": "Organization",
+                                                                  "display": "Quality assurance"},
     }
     if items:
         data["item"] = items

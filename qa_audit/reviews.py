@@ -88,6 +88,13 @@ async def audit_opened(session: AsyncSession, review: Review, *, ctx: AuditConte
                        subject_patient_id=patient_id, now=now)
 
 
+async def lock(session: AsyncSession, review: Review) -> None:
+    """Re-read the review under a row lock before changing it: on PostgreSQL two requests (an acknowledgement and
+    a dispute, a stale autosave and a submit) would otherwise both pass their checks on the copy they read first,
+    and the later write would silently undo the earlier one. Every check after this sees the committed state."""
+    await session.refresh(review, with_for_update=True)
+
+
 def _own(review: Review, reader: Reader) -> None:
     if reader.role is not Role.qa_expert or review.expert_id != reader.expert_id:
         raise NotFound()
@@ -105,6 +112,7 @@ async def save_draft(session: AsyncSession, review: Review, reader: Reader, *, a
                      ctx: AuditContext) -> Review:
     """The expert's autosave: the whole draft replaced, refused if someone saved since `revision`."""
     _own(review, reader)
+    await lock(session, review)
     status = _step(review, "save")
     if revision is not None and revision != review.revision:
         raise ReviewOutdated(review.revision)
@@ -131,6 +139,7 @@ async def submit(session: AsyncSession, review: Review, reader: Reader, *, setti
                  ctx: AuditContext) -> Review:
     """Scored and handed to the physician. A second review closes the dispute: it and the first are closed."""
     _own(review, reader)
+    await lock(session, review)
     status = _step(review, "submit")
     template = await template_of(session, review)
     problems = rules.submission_problems(template.items, review.answers)
@@ -162,6 +171,7 @@ def _physicians(review: Review, reader: Reader) -> None:
 async def acknowledge(session: AsyncSession, review: Review, reader: Reader, *, now: dt.datetime,
                       ctx: AuditContext) -> Review:
     _physicians(review, reader)
+    await lock(session, review)
     review.status = _step(review, "acknowledge")
     review.responded_at = review.closed_at = now
     review.revision += 1
@@ -174,6 +184,7 @@ async def dispute(session: AsyncSession, review: Review, reader: Reader, *, resp
                   now: dt.datetime, ctx: AuditContext) -> Review:
     """The physician's answer, and a second review by another expert."""
     _physicians(review, reader)
+    await lock(session, review)
     review.status = _step(review, "dispute")
     review.response, review.responded_at = response.strip(), now
     review.revision += 1

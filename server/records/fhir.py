@@ -114,6 +114,7 @@ class Context:
 
     clinic: Clinic
     locale: str = "en"
+    role: str | None = None  # the caller's, where a resource shows less to some (a QA review's author)
 
 
 def is_resource_type(name: str) -> bool:

@@ -167,7 +167,8 @@ async def read_questionnaire_response(session: AsyncSession, ctx: fhir.Context, 
         if export is None:
             return None
         return fhir.Found(export.patient_id, lambda: qa_fhir.questionnaire_response(
-            export, base_url=ctx.clinic.base_url, locale=ctx.locale), may_read=qa_fhir.reader(export))
+            export, base_url=ctx.clinic.base_url, locale=ctx.locale, name_expert=ctx.role != "physician"),
+            may_read=qa_fhir.reader(export))
     parsed = fhir.parse_questionnaire_response_id(resource_id)
     consultation = await session.get(Consultation, parsed[0]) if parsed else None
     if parsed is None or consultation is None:
@@ -296,7 +297,8 @@ async def _caller(request: web.Request, roles: frozenset[Role]) -> Principal:
 def _context(request: web.Request, principal: Principal | None = None) -> fhir.Context:
     settings = request.app[keys.settings]
     return fhir.Context(fhir.Clinic(settings.public_url, settings.clinic_name),
-                        locale=principal.locale if principal else "en")
+                        locale=principal.locale if principal else "en",
+                        role=principal.role.value if principal else None)
 
 
 # --- Responses and errors ---------------------------------------------------------------------------------------------

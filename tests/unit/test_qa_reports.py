@@ -208,3 +208,11 @@ def test_review_resource_ids() -> None:
     assert qa_fhir.parse_resource_id(qa_fhir.resource_id(review_id)) == review_id
     for other in (f"{review_id}-booking", "qa-nonsense", str(review_id)):
         assert qa_fhir.parse_resource_id(other) is None
+
+
+def test_the_reviewed_physician_is_not_told_who_the_expert_was() -> None:
+    resource = qa_fhir.questionnaire_response(_export(), base_url=BASE, locale="en", name_expert=False)
+    assert resource.author is not None
+    assert (resource.author.type, resource.author.identifier, resource.author.reference) == (
+        "Organization", None, None)
+    assert "Quinn" not in resource.model_dump_json()
