@@ -67,10 +67,12 @@ def _statuses(value: str | None) -> tuple[ReviewStatus, ...] | None:
 @router.route("GET", BASE, summary="Reviews you may see: an expert's assigned, a physician's own, all for admins",
               query=schemas.ReviewsQuery, response=schemas.ReviewList, roles=EVERYONE)
 async def list_reviews(request: web.Request, query: schemas.ReviewsQuery) -> web.Response:
-    """A physician sees only done reviews of their own consultations, without the expert's identity."""
+    """A physician sees only done reviews of their own consultations, without the expert's identity. Each review
+    listed is an audit entry `qa.review_opened`, as opening it is."""
     principal, reader = await _reader(request)
     async with tx(request) as session:
         found = await reviews.list_reviews(session, reader, statuses=_statuses(query.status))
+        await reviews.audit_opened(session, found, ctx=audit_context(request, principal), now=utcnow())
         items = [review_out(review, await reviews.template_of(session, review), role=principal.role,
                             today=_today(request)) for review in found]
     return json_response(schemas.ReviewList(items=items))

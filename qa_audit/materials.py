@@ -1,9 +1,10 @@
 """Everything the review screen shows about the audited consultation, loaded in one place and audited once.
 
 The expert judges the call against the checklist from what the record holds: the recordings, the physician's
-signed protocol, what the patient answered before and at check-in, whether the consents held at the call, and
-the call's chat. Only a reader who may see the review may load them (`reviews.get`: 404 otherwise), and each
-loading is an access-log entry for the patient, as opening their record is.
+signed protocol, what the patient answered before and at check-in, whether the consents held at the call, the
+call's chat, why the consultation was sampled and what the patient said of it afterwards. Only a reader who may
+see the review may load them (`reviews.get`: 404 otherwise), and each loading is an access-log entry for the
+patient, as opening their record is.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from consent import rules as consent_rules
 from consent.models import Consent, ConsentPurpose, ConsentTemplate, TemplateStatus
 from media.recording.models import FINAL_STATES, Recording, RecordingOutput
-from qa_audit import reviews
-from qa_audit.models import Review
+from qa_audit import feedback, reviews
+from qa_audit.feedback_models import ConsultationFeedback
+from qa_audit.models import Review, SamplingDecision
 from server.audit import services as audit
 from server.audit.services import AuditContext
 from server.auth.models import User
@@ -87,6 +89,8 @@ class Materials:
     checkin: Screening
     consent: ConsentAtCall
     chat: list[ChatLine]
+    reasons: list[str]  # why it was sampled: the draw, the floor, or the targeted rules that fired
+    feedback: ConsultationFeedback | None  # the patient's rating and complaint, often the very reason
 
 
 async def load(session: AsyncSession, reader: reviews.Reader, review_id: uuid.UUID, *,
@@ -104,12 +108,16 @@ async def load(session: AsyncSession, reader: reviews.Reader, review_id: uuid.UU
                           consultation.checkin_answers),
         consent=await consent_at(session, patient_id=consultation.patient_id,
                                  at=consultation.admitted_at or consultation.starts_at, policy=policy),
-        chat=await chat_of(session, consultation.id))
+        chat=await chat_of(session, consultation.id),
+        reasons=list(await session.scalar(select(SamplingDecision.reasons).where(
+            SamplingDecision.consultation_id == consultation.id)) or []),
+        feedback=await feedback.feedback_for(session, consultation.id))
     await audit.record(session, ctx=ctx, action="qa.materials_viewed", object_type="consultation",
                        object_id=consultation.id, subject_patient_id=consultation.patient_id,
                        detail={"review_id": str(review.id),
                                "recordings": [str(item.recording.id) for item in materials.recordings],
-                               "protocol_version": materials.protocol.version if materials.protocol else None},
+                               "protocol_version": materials.protocol.version if materials.protocol else None,
+                               "feedback": materials.feedback is not None},
                        now=now)
     return materials
 

@@ -80,12 +80,15 @@ async def template_of(session: AsyncSession, review: Review) -> ChecklistTemplat
     return await session.get_one(ChecklistTemplate, review.template_id)  # RESTRICT keeps it
 
 
-async def audit_opened(session: AsyncSession, review: Review, *, ctx: AuditContext, now: dt.datetime) -> None:
-    """A review speaks of a patient's consultation: each opening is in the access log, like the record's."""
-    patient_id = await session.scalar(select(Consultation.patient_id).where(
-        Consultation.id == review.consultation_id))
-    await audit.record(session, ctx=ctx, action="qa.review_opened", object_type="qa_review", object_id=review.id,
-                       subject_patient_id=patient_id, now=now)
+async def audit_opened(session: AsyncSession, found: Review | list[Review], *, ctx: AuditContext,
+                       now: dt.datetime) -> None:
+    """A review speaks of a patient's consultation: each one read, alone or in a list, is in the access log,
+    like the record's."""
+    for review in found if isinstance(found, list) else [found]:
+        patient_id = await session.scalar(select(Consultation.patient_id).where(
+            Consultation.id == review.consultation_id))
+        await audit.record(session, ctx=ctx, action="qa.review_opened", object_type="qa_review",
+                           object_id=review.id, subject_patient_id=patient_id, now=now)
 
 
 async def lock(session: AsyncSession, review: Review) -> None:

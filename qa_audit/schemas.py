@@ -49,7 +49,7 @@ class DraftIn(BaseModel):
 
 
 class DisputeIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)  # a blank answer is no answer
 
     response: str = Field(min_length=1, max_length=4000, description="What the physician disagrees with, and why")
 

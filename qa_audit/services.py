@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from media.recording.models import Recording, RecordingState
+from media.recording.services import CLEAN_STOPS
 from qa_audit import feedback, late_reasons, replay, sampling
 from qa_audit.models import SamplingDecision, SecretRotation
 from server.audit import services as audit
@@ -63,11 +64,17 @@ async def _facts(session: AsyncSession, consultation: Consultation, *, zone: Zon
     if as_of is not None:
         logged = logged.where(AuditEntry.at <= as_of)
     actions = set((await session.scalars(logged)).all())
-    recordings = (await session.execute(select(Recording.state, Recording.finalised_at).where(
+    recordings = (await session.execute(select(Recording.state, Recording.finalised_at, Recording.stop_reason,
+                                               Recording.stopped_at).where(
         Recording.consultation_id == consultation.id))).all()
     # Final by then: a recording still being written or finalised when the decision was made did not count.
-    final = [state.value for state, finalised_at in recordings
-             if as_of is None or (finalised_at is not None and finalised_at <= as_of)]
+    final = [row.state.value for row in recordings
+             if as_of is None or (row.finalised_at is not None and row.finalised_at <= as_of)]
+    # A technical failure: a recording stopped by something other than the call (its media node died, or
+    # never came back), by then.
+    technical = any(row.stop_reason is not None and row.stop_reason not in CLEAN_STOPS
+                    and (as_of is None or (row.stopped_at is not None and row.stopped_at <= as_of))
+                    for row in recordings)
     worst = min((state for state in final if state in _RECORDING_ORDER),
                 key=lambda value: _RECORDING_ORDER[value], default=None)
     unknown = _RECORDING_REASONS if RecordingState.erased.value in final else frozenset()
@@ -81,7 +88,7 @@ async def _facts(session: AsyncSession, consultation: Consultation, *, zone: Zon
     facts = sampling.Facts(
         consultation_id=consultation.id, physician_id=consultation.physician_id,
         month=month_of(consultation, zone), complaint=complaint, rating=rating, call_seconds=seconds,
-        interrupted="consultation.interrupted" in actions, recording_state=worst,
+        interrupted="consultation.interrupted" in actions, technical_failure=technical, recording_state=worst,
         forbidden_fields_refused="protocol.forbidden_field_refused" in actions,
         physician_consultation_number=earlier + 1)
     return facts, unknown

@@ -329,3 +329,25 @@ async def test_the_admin_sees_workloads_reads_the_review_and_reassigns_it(clinic
 
     await _sign_in(client, clinic["reviewer"])
     assert (await _page(client, "/qa/overview"))[0] == 404
+
+
+async def test_the_review_screen_says_why_it_was_sampled_and_what_the_patient_complained_of(
+        clinic: dict[str, Any]) -> None:
+    client = clinic["client"]
+    given = await client.post(f"/api/v1/consultations/{clinic['consultation']}/feedback",
+                              headers=clinic["patient"].auth,
+                              json={"rating": 1, "complaint": "Врач не выслушал меня"})
+    assert given.status == 201, await given.text()
+    await _sign_in(client, clinic["reviewer"])
+    status, page = await _page(client, f"/qa/reviews/{clinic['review']}")
+    assert status == 200
+    reasons = re.findall(r'<li data-reason="(\w+)">', page)
+    assert "new_physician" in reasons  # the physician's first consultation here
+    assert {"complaint", "low_rating"} <= set(reasons)  # added late, when the patient wrote
+    assert "Одна из первых консультаций врача" in page  # named, in the expert's language
+    assert re.search(r'data-testid="patient-rating">1<', page)
+    assert "Врач не выслушал меня" in page
+    [viewed] = await _actions(client, "qa.materials_viewed")
+    assert viewed.detail is not None
+    assert viewed.detail["feedback"] is True
+    assert "Врач не выслушал" not in str(viewed.detail)  # the text is never in the audit log

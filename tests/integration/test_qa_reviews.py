@@ -5,6 +5,7 @@ reminded (issue 7)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from email import message_from_bytes
@@ -15,10 +16,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from qa_audit import assignment, reminders, sampling, services
+from qa_audit import assignment, reminders, reviews, sampling, services
 from qa_audit.models import Review, ReviewStatus
+from qa_audit.problems import WrongStep
 from qa_audit.rules import DEFAULT_CHECKLIST
 from server import keys
+from server.audit import services as audit
 from server.audit.models import AuditEntry
 from server.auth.models import Role, User
 from server.db.base import utcnow
@@ -114,8 +117,10 @@ async def test_the_sample_goes_to_an_expert_who_is_not_the_physician_and_only_th
     opened = await client.get(f"/api/v1/qa/reviews/{review}", headers=reviewer.auth)
     assert opened.status == 200
     async with client.app[keys.read_sessions]() as session:
-        entry = (await session.scalars(select(AuditEntry).where(AuditEntry.action == "qa.review_opened"))).one()
-    assert (entry.object_id, str(entry.subject_patient_id)) == (review, clinic["patient"].patient_id)
+        entries = (await session.scalars(select(AuditEntry).where(AuditEntry.action == "qa.review_opened"))).all()
+    # Listed once, opened once: both are reads of what the review says about the patient's consultation.
+    assert [(e.object_id, str(e.subject_patient_id), e.actor_user_id) for e in entries] == [
+        (review, clinic["patient"].patient_id, uuid.UUID(reviewer.user_id))] * 2
 
 
 async def test_the_assigned_expert_replays_the_recording_audited_and_nobody_else(clinic: dict[str, Any]) -> None:
@@ -194,9 +199,11 @@ async def test_the_physician_sees_the_done_review_without_the_expert_and_acknowl
 async def test_a_dispute_goes_to_another_expert_whose_review_closes_both(clinic: dict[str, Any]) -> None:
     client, review, doctor = clinic["client"], clinic["review"], clinic["doctor"]
     await _submit(client, clinic["reviewer"][0], review, _filled(history={"answer": "no", "comment": "Brief"}))
-    empty = await client.post(f"/api/v1/qa/reviews/{review}/dispute", headers=doctor.auth, json={"response": ""})
-    assert empty.status == 422
-    assert [e["field"] for e in (await empty.json())["errors"]] == ["response"]
+    for blank in ("", "   \n"):
+        empty = await client.post(f"/api/v1/qa/reviews/{review}/dispute", headers=doctor.auth,
+                                  json={"response": blank})
+        assert empty.status == 422
+        assert [e["field"] for e in (await empty.json())["errors"]] == ["response"]
     disputed = await client.post(f"/api/v1/qa/reviews/{review}/dispute", headers=doctor.auth,
                                  json={"response": "The history was taken in the previous visit"})
     assert disputed.status == 200
@@ -296,3 +303,54 @@ async def test_an_admin_names_an_experts_own_practice_and_department_when_creati
     wrong_role = await client.post("/api/v1/admin/users", headers=boss.auth,
                                    json={**body, "email": "y@clinic.example", "role": "admin"})
     assert wrong_role.status == 422
+
+
+async def test_an_acknowledgement_racing_a_dispute_leaves_one_of_them(clinic: dict[str, Any]) -> None:
+    """Two tabs of the physician: on PostgreSQL both used to pass their checks on the copy they had read."""
+    client, app = clinic["client"], clinic["client"].app
+    await _submit(client, clinic["reviewer"][0], clinic["review"], _filled())
+    async with app[keys.read_sessions]() as session:
+        reader = await reviews.reader_for(session, uuid.UUID(clinic["doctor"].user_id), Role.physician)
+
+    async def act(action: str) -> str:
+        try:
+            async with transaction(app[keys.sessions]) as session:
+                review = await reviews.get(session, reader, uuid.UUID(clinic["review"]))
+                await asyncio.sleep(0.05)  # both have read the submitted review before either writes
+                if action == "acknowledge":
+                    await reviews.acknowledge(session, review, reader, now=utcnow(), ctx=audit.SYSTEM)
+                else:
+                    await reviews.dispute(session, review, reader, response="No", settings=app[keys.settings],
+                                          now=utcnow(), ctx=audit.SYSTEM)
+            return action
+        except WrongStep:
+            return "refused"
+
+    outcomes = sorted(await asyncio.gather(act("acknowledge"), act("dispute")))
+    assert outcomes in (["acknowledge", "refused"], ["dispute", "refused"])
+    async with app[keys.read_sessions]() as session:
+        rounds = (await session.scalars(select(Review).order_by(Review.round))).all()
+    if "acknowledge" in outcomes:
+        assert [r.status for r in rounds] == [ReviewStatus.acknowledged]
+    else:
+        assert [r.status for r in rounds] == [ReviewStatus.disputed, ReviewStatus.assigned]
+
+
+async def test_reassigning_a_second_review_never_returns_it_to_the_first_expert(clinic: dict[str, Any]) -> None:
+    client, doctor = clinic["client"], clinic["doctor"]
+    await _submit(client, clinic["reviewer"][0], clinic["review"], _filled())
+    disputed = await client.post(f"/api/v1/qa/reviews/{clinic['review']}/dispute", headers=doctor.auth,
+                                 json={"response": "The history was taken"})
+    assert disputed.status == 200
+    second = await _review(client.app)
+    assert second.expert_id == clinic["other"][1]
+    boss = await admin(client)
+    # Only the first reviewer (and the physician's own expert) remain: nobody may take it.
+    refused = await client.post(f"/api/v1/qa/reviews/{second.id}/reassign", headers=boss.auth, json={})
+    assert refused.status == 409
+    named = await client.post(f"/api/v1/qa/reviews/{second.id}/reassign", headers=boss.auth,
+                              json={"expert_id": str(clinic["reviewer"][1])})
+    assert named.status == 409
+    newcomer = await _expert(client)
+    moved = await client.post(f"/api/v1/qa/reviews/{second.id}/reassign", headers=boss.auth, json={})
+    assert (await moved.json())["expert_id"] == str(newcomer[1])

@@ -4,14 +4,17 @@ race; the facts the targeted rules read; the monthly top-up to the floor (issue 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import func, select
 
+from media.recording.models import Recording, RecordingState
 from qa_audit import sampling, services
 from qa_audit.models import SamplingDecision
 from server import keys
@@ -106,3 +109,25 @@ async def test_the_top_up_brings_a_physician_month_to_its_floor(aiohttp_client: 
     assert after.topped_up_at is not None
     async with transaction(app[keys.sessions]) as session:
         assert await services.top_up_month(session, month=row.month, policy=ONLY_THE_DRAW, now=utcnow()) == []
+
+
+@pytest.mark.parametrize(("stop_reason", "failed"), [("media_failed", True), ("node_restarted", True),
+                                                     ("stale", True), ("ended", False), ("paused", False),
+                                                     ("consent_withdrawn", False)])
+async def test_a_recording_stopped_by_a_failure_is_a_technical_failure(
+        aiohttp_client: Any, tmp_path: Path, database_url: str, stop_reason: str, failed: bool) -> None:
+    clinic = await completed_clinic(aiohttp_client, tmp_path, database_url)
+    app = clinic["client"].app
+    now = utcnow()
+    async with transaction(app[keys.sessions]) as session:
+        session.add(Recording(consultation_id=uuid.UUID(clinic["consultation"]), state=RecordingState.complete,
+                              node="node-1", wrapped_key=None, key_id="k", started_at=now, stopped_at=now,
+                              stop_reason=stop_reason, finalised_at=now))
+    async with app[keys.read_sessions]() as session:
+        consultation = await session.get_one(Consultation, uuid.UUID(clinic["consultation"]))
+        facts = await services.facts_for(session, consultation, zone=ZONE)
+        before = await services.facts_for(session, consultation, zone=ZONE,
+                                          as_of=now - dt.timedelta(seconds=1))
+    assert facts.technical_failure is failed
+    assert (sampling.Reason.technical_failure in sampling.targeted_reasons(facts, sampling.SamplingPolicy())) is failed
+    assert before.technical_failure is False  # a decision made before the failure did not know of it

@@ -38,6 +38,14 @@ PROBLEM_TEXTS = (N_("Answer yes, no or not applicable"), N_("Say what was wrong"
                  N_("No such item in this checklist"), N_("A moment of the recording in seconds, from 0"),
                  N_("Give the moment of the recording, in seconds"), N_("Write the note"),
                  N_("At most 2000 characters"), N_("At most 200 notes"))
+#: Why a consultation was sampled, as the review screen names it (qa_audit.sampling.Reason).
+REASONS = {"random": N_("Random draw"), "floor": N_("Monthly minimum (top-up)"),
+           "complaint": N_("The patient complained"), "low_rating": N_("Low rating from the patient"),
+           "red_flag": N_("Red flag at check-in"), "short_call": N_("Very short call"),
+           "interrupted": N_("Interrupted call"), "technical_failure": N_("Technical failure"),
+           "recording_damaged": N_("Damaged recording"), "recording_partial": N_("Partial recording"),
+           "forbidden_fields": N_("Diagnosis or prescription tried in a primary consultation"),
+           "new_physician": N_("One of the physician's first consultations")}
 WRONG_TIME = N_("Write the moment as minutes:seconds, e.g. 3:12")
 OUTDATED = N_("The review was changed in another window. Reload the page to see it before saving.")
 WRONG_STEP = N_("This review can no longer be changed.")
@@ -191,7 +199,7 @@ async def review_response(request: web.Request, *, values: dict[str, Any] | None
         "videos": _videos(material, principal),
         "screening": screening_answers(material.screening.definition, material.screening.answers),
         "checkin": screening_answers(material.checkin.definition, material.checkin.answers),
-        "chat": _chat(material), "clock": clock, "blank_notes": BLANK_NOTES if editable else 0,
+        "chat": _chat(material), "clock": clock, "reason_names": REASONS, "blank_notes": BLANK_NOTES if editable else 0,
         "api_draft": f"/api/v1/qa/reviews/{review.id}/draft", "saved": request.query.get("saved"),
         "submitted": request.query.get("submitted"), "zone": clinic_zone(request)}, status=status)
 
