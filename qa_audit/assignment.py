@@ -70,15 +70,16 @@ async def _create(session: AsyncSession, *, consultation: Consultation, expert_i
     return review
 
 
-async def assign_pending(session: AsyncSession, *, settings: Settings, now: dt.datetime,
-                         limit: int = 500) -> list[Review]:
+async def assign_pending(session: AsyncSession, *, settings: Settings, now: dt.datetime) -> list[Review]:
     """A first review for every sampled consultation that has none, each to the least loaded eligible expert.
-    A consultation nobody may take waits (the admin's queue shows it) and is tried again next run."""
+    A consultation nobody may take waits (the admin's queue shows it) and is tried again next run. All of them
+    are looked at every run (they are a month's samples at most), so a backlog nobody may take never hides a
+    newer one somebody could."""
     waiting = (await session.scalars(
         select(Consultation).join(SamplingDecision, SamplingDecision.consultation_id == Consultation.id)
         .outerjoin(Review, (Review.consultation_id == Consultation.id) & (Review.round == 1))
         .where(SamplingDecision.sampled.is_(True), Review.id.is_(None))
-        .order_by(SamplingDecision.decided_at).limit(limit))).all()
+        .order_by(SamplingDecision.decided_at))).all()
     loads = {load.expert_id: load for load in await expert_loads(session)}
     created: list[Review] = []
     for consultation in waiting:

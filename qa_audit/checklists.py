@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from qa_audit.models import ChecklistTemplate
@@ -23,8 +24,13 @@ async def seed_default(session: AsyncSession) -> ChecklistTemplate:
         return found
     template = ChecklistTemplate(code=DEFAULT_CHECKLIST["code"], version=DEFAULT_CHECKLIST["version"],
                                  title=DEFAULT_CHECKLIST["title"], items=DEFAULT_CHECKLIST["items"], active=True)
-    session.add(template)
-    await session.flush()
+    try:
+        async with session.begin_nested():  # two first runs at once: the second takes the first's row
+            session.add(template)
+    except IntegrityError:
+        return (await session.scalars(select(ChecklistTemplate).where(
+            ChecklistTemplate.code == DEFAULT_CHECKLIST["code"],
+            ChecklistTemplate.version == DEFAULT_CHECKLIST["version"]))).one()
     return template
 
 

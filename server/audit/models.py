@@ -16,7 +16,11 @@ class AuditEntry(Base):
     reordering break the chain where they happened."""
 
     __tablename__ = "audit_entries"
-    __table_args__ = (Index("ix_audit_entries_subject_patient_id_seq", "subject_patient_id", "seq"),)
+    # A patient's access log; what happened to one object (the QA facts of a consultation); one action over a
+    # period (the QA sweeps of recent refusals).
+    __table_args__ = (Index("ix_audit_entries_subject_patient_id_seq", "subject_patient_id", "seq"),
+                      Index("ix_audit_entries_object_type_object_id", "object_type", "object_id"),
+                      Index("ix_audit_entries_action_at", "action", "at"))
 
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
                                      autoincrement=False)
