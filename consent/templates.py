@@ -118,11 +118,15 @@ async def current(session: AsyncSession, purpose: ConsentPurpose) -> ConsentTemp
     return template
 
 
-async def minimum_versions(session: AsyncSession) -> dict[ConsentPurpose, int]:
+async def minimum_versions(session: AsyncSession, *, as_of: dt.datetime | None = None) -> dict[ConsentPurpose, int]:
     """Per purpose, the oldest version a consent may have been signed under and still count: the latest
-    material version (the first published one is material whatever its flag: nothing came before it)."""
-    rows = (await session.execute(select(ConsentTemplate.purpose, ConsentTemplate.version, ConsentTemplate.material)
-                                  .where(ConsentTemplate.status == TemplateStatus.published))).all()
+    material version (the first published one is material whatever its flag: nothing came before it). With
+    `as_of`, from the versions published by then (a past call judged by the texts of its day)."""
+    query = select(ConsentTemplate.purpose, ConsentTemplate.version, ConsentTemplate.material).where(
+        ConsentTemplate.status == TemplateStatus.published)
+    if as_of is not None:
+        query = query.where(ConsentTemplate.published_at <= as_of)
+    rows = (await session.execute(query)).all()
     minimum: dict[ConsentPurpose, int] = {}
     for purpose, version, _ in rows:
         minimum[purpose] = min(minimum.get(purpose, version), version)

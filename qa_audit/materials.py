@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consent import rules as consent_rules
-from consent.models import Consent, ConsentPurpose, ConsentTemplate, TemplateStatus
+from consent import templates as consent_templates
+from consent.models import Consent, ConsentPurpose
 from media.recording.models import FINAL_STATES, Recording, RecordingOutput
 from qa_audit import feedback, reviews
 from qa_audit.feedback_models import ConsultationFeedback
@@ -165,24 +166,9 @@ async def consent_at(session: AsyncSession, *, patient_id: uuid.UUID, at: dt.dat
     facts = [consent_rules.ConsentFacts(c.purpose, c.template_version, c.level, c.signed_at,
                                         c.withdrawn_at if c.withdrawn_at is not None and c.withdrawn_at <= at
                                         else None) for c in signed]
-    published = (await session.execute(select(ConsentTemplate.purpose, ConsentTemplate.version,
-                                              ConsentTemplate.material).where(
-        ConsentTemplate.status == TemplateStatus.published, ConsentTemplate.published_at <= at))).all()
-    decision = consent_rules.decide(facts, minimum_versions=minimum_versions(published), policy=policy, now=at)
+    decision = consent_rules.decide(facts, minimum_versions=await consent_templates.minimum_versions(session, as_of=at),
+                                    policy=policy, now=at)
     return ConsentAtCall(at, decision, signed)
-
-
-def minimum_versions(published: Iterable[Sequence[Any]]) -> dict[ConsentPurpose, int]:
-    """Per purpose, the oldest version that still counted: the latest material one (the first published is
-    material whatever its flag), as `consent.templates.minimum_versions` decides it for now."""
-    rows = list(published)
-    minimum: dict[ConsentPurpose, int] = {}
-    for purpose, version, _ in rows:
-        minimum[purpose] = min(minimum.get(purpose, version), version)
-    for purpose, version, material in rows:
-        if material:
-            minimum[purpose] = max(minimum[purpose], version)
-    return minimum
 
 
 @dataclass(frozen=True)
