@@ -31,15 +31,13 @@ from server.db.base import utcnow
 from server.db.engine import create_engine, create_sessionmaker, transaction
 from server.keyring import load_qa_secrets
 from server.people import services as people
-from server.scheduling.models import ConsultationStatus
 from tests.conftest import make_settings
-from tests.e2e.seeding import DOCTOR_EMAIL, PASSWORDS, PATIENT_EMAIL
-from tests.e2e.test_call_flow import _seeded, _sees_video, _sign_in, _status_now, three_browsers  # noqa: F401
-from tests.e2e.test_record_flow import _current_times, _finalised, server_and_worker  # noqa: F401
+from tests.e2e.seeding import PASSWORDS
+from tests.e2e.test_call_flow import _seeded, _sign_in, three_browsers  # noqa: F401
+from tests.e2e.test_record_flow import _finalised, recorded_call, server_and_worker  # noqa: F401
 from tests.factories import PASSWORD
 
 EXPERT_EMAIL = "expert@clinic.example"
-CALL_SECONDS = 6
 ITEMS = [item["key"] for item in DEFAULT_CHECKLIST["items"]]
 
 
@@ -101,23 +99,6 @@ def _review_row(database_url: str, review_id: str) -> tuple[str, float | None]:
     return tuple(_in_thread(work))  # type: ignore[return-value]
 
 
-def _recorded_call(doctor: Page, patient: Page, base: str, consultation: str, database_url: str) -> None:
-    doctor.on("dialog", lambda dialog: dialog.accept())  # "End the consultation for everyone?"
-    _sign_in(doctor, base, DOCTOR_EMAIL)
-    doctor.goto(f"{base}/clinic/consultations/{consultation}/call")
-    doctor.get_by_test_id("join").click()
-    _sign_in(patient, base, PATIENT_EMAIL)
-    patient.goto(f"{base}/my/consultations/{consultation}/call")
-    patient.get_by_test_id("join").click()
-    _sees_video(doctor)
-    _sees_video(patient)
-    expect(patient.get_by_test_id("recording")).to_be_visible()
-    time.sleep(CALL_SECONDS)
-    doctor.get_by_test_id("end").click()
-    expect(patient.locator("[data-done]")).to_be_visible()
-    assert _status_now(database_url, consultation) is ConsultationStatus.completed
-
-
 def _reviews_the_consultation(expert: Page, base: str, review_id: str) -> None:
     """From the queue: play both participants together, answer every item (one "no" with its reason and the
     moment pinned), see it autosaved, submit."""
@@ -155,7 +136,7 @@ def test_an_expert_reviews_a_recorded_consultation_the_physician_acknowledges_th
     consultation = _seeded(database_url, tmp_path)
     physician_context, patient_context, expert_context = three_browsers
     doctor, patient = physician_context.new_page(), patient_context.new_page()
-    _recorded_call(doctor, patient, base, consultation, database_url)
+    recorded_call(doctor, patient, base, consultation, database_url)
     state, _patient_id = _finalised(database_url, consultation)
     assert state == "complete"
     review_id = _sampled_and_assigned(database_url, tmp_path / "server-var")

@@ -64,6 +64,24 @@ def _finalised(database_url: str, consultation: str, timeout: float = 90) -> tup
             time.sleep(0.5)
 
 
+def recorded_call(doctor: Page, patient: Page, base: str, consultation: str, database_url: str) -> None:
+    """Both sign in and join, see each other, talk for a few seconds while recorded; the physician ends it."""
+    doctor.on("dialog", lambda dialog: dialog.accept())  # "End the consultation for everyone?"
+    _sign_in(doctor, base, DOCTOR_EMAIL)
+    doctor.goto(f"{base}/clinic/consultations/{consultation}/call")
+    doctor.get_by_test_id("join").click()
+    _sign_in(patient, base, PATIENT_EMAIL)
+    patient.goto(f"{base}/my/consultations/{consultation}/call")
+    patient.get_by_test_id("join").click()
+    _sees_video(doctor)
+    _sees_video(patient)
+    expect(patient.get_by_test_id("recording")).to_be_visible()
+    time.sleep(CALL_SECONDS)
+    doctor.get_by_test_id("end").click()
+    expect(patient.locator("[data-done]")).to_be_visible()
+    assert _status_now(database_url, consultation) is ConsultationStatus.completed
+
+
 def _current_times(page: Page) -> list[float]:
     return [float(t) for t in page.locator("video").evaluate_all("videos => videos.map(v => v.currentTime)")]
 
@@ -78,21 +96,7 @@ def test_a_recorded_call_ends_up_signed_and_playable_in_the_medical_record(
     physician_context, patient_context, _ = three_browsers
 
     doctor = physician_context.new_page()
-    doctor.on("dialog", lambda dialog: dialog.accept())  # "End the consultation for everyone?"
-    _sign_in(doctor, base, DOCTOR_EMAIL)
-    doctor.goto(f"{base}/clinic/consultations/{consultation}/call")
-    doctor.get_by_test_id("join").click()
-    patient = patient_context.new_page()
-    _sign_in(patient, base, PATIENT_EMAIL)
-    patient.goto(f"{base}/my/consultations/{consultation}/call")
-    patient.get_by_test_id("join").click()
-    _sees_video(doctor)
-    _sees_video(patient)
-    expect(patient.get_by_test_id("recording")).to_be_visible()
-    time.sleep(CALL_SECONDS)
-    doctor.get_by_test_id("end").click()
-    expect(patient.locator("[data-done]")).to_be_visible()
-    assert _status_now(database_url, consultation) is ConsultationStatus.completed
+    recorded_call(doctor, patient_context.new_page(), base, consultation, database_url)
 
     # The physician writes and signs the protocol: the consultation is documented.
     doctor.goto(f"{base}/clinic/consultations/{consultation}/protocol")

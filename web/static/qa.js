@@ -1,17 +1,12 @@
 // The QA review screen. Two jobs, both enhancements of a page that works without scripts:
-// 1. The player: both participants' videos on one timeline, one play/pause and one slider driving both (the first
-//    video leads, the others follow its clock), as player.js does for the record; here it also answers "what is the
-//    current moment" for pinning, and seeks when a note's or a chat line's time is clicked.
+// 1. The player (player.js's SyncedPlayer, as the record's): both participants on one timeline; here it also answers
+//    "what is the current moment" for pinning, and seeks when a note's or a chat line's time is clicked.
 // 2. Autosave: about a second after each change the whole checklist goes to PUT /api/v1/qa/reviews/{id}/draft with
 //    the revision it was based on (If-Match); a 412 means another window saved since, so saving stops and says so.
 (function () {
   "use strict";
 
-  function clock(seconds) {
-    var s = Math.max(0, Math.floor(seconds));
-    var h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), rest = String(s % 60).padStart(2, "0");
-    return h ? h + ":" + String(m).padStart(2, "0") + ":" + rest : m + ":" + rest;
-  }
+  var clock = window.SyncedPlayer.clock;  // player.js, loaded before this file
 
   // The same reading as the server's (web/qa_pages/review.py `parse_clock`): m:ss, h:mm:ss or seconds.
   function parseClock(text) {
@@ -27,68 +22,9 @@
   var players = [];
   var active = null;  // the player last used: pins and seeks go to it
 
-  function Player(root) {
-    var videos = Array.prototype.slice.call(root.querySelectorAll("video"));
-    var lead = videos[0];
-    var button = root.querySelector("[data-testid=play]");
-    var slider = root.querySelector("[data-testid=timeline]");
-    var position = root.querySelector("[data-testid=position]");
-    var dragging = false;
-    var self = this;
-
-    function show(seconds) {
-      position.textContent = clock(seconds);
-      if (!dragging) { slider.value = String(Math.round(seconds * 1000)); }
-    }
-    function playing() {
-      return videos.some(function (video) { return !video.paused && !video.ended; });
-    }
-    function label() {
-      button.textContent = playing() ? button.getAttribute("data-pause") : button.getAttribute("data-play");
-    }
-    this.current = function () { return lead ? lead.currentTime : 0; };
-    this.seek = function (seconds) {
-      videos.forEach(function (video) {
-        // A participant's file may end earlier (they left first): it stays at its end.
-        video.currentTime = Math.min(seconds, isFinite(video.duration) ? video.duration : seconds);
-      });
-      show(seconds);
-    };
-    this.toggle = function () {
-      active = self;
-      if (playing()) {
-        videos.forEach(function (video) { video.pause(); });
-        return;
-      }
-      var at = self.current();
-      videos.forEach(function (video) {
-        if (Math.abs(video.currentTime - at) > 0.1) { video.currentTime = at; }
-        var started = video.play();
-        if (started && started.catch) { started.catch(function () { /* this file ended before the others */ }); }
-      });
-    };
-    button.addEventListener("click", this.toggle);
-    videos.forEach(function (video) {
-      video.addEventListener("play", label);
-      video.addEventListener("pause", label);
-      video.addEventListener("ended", label);
-    });
-    if (lead) {
-      lead.addEventListener("timeupdate", function () {
-        show(lead.currentTime);
-        videos.slice(1).forEach(function (video) {
-          if (!video.paused && !video.ended && Math.abs(video.currentTime - lead.currentTime) > 0.1) {
-            video.currentTime = lead.currentTime;
-          }
-        });
-      });
-    }
-    slider.addEventListener("input", function () { dragging = true; position.textContent = clock(slider.value / 1000); });
-    slider.addEventListener("change", function () { dragging = false; active = self; self.seek(Number(slider.value) / 1000); });
-    show(0);
-  }
-
-  document.querySelectorAll("[data-qa-player]").forEach(function (root) { players.push(new Player(root)); });
+  document.querySelectorAll("[data-qa-player]").forEach(function (root) {
+    players.push(new window.SyncedPlayer(root, function (player) { active = player; }));
+  });
   active = players[0] || null;
 
   function seek(seconds) {
