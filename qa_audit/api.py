@@ -9,9 +9,10 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from qa_audit import assignment, reviews, rules, schemas
+from qa_audit import assignment, checklists, reviews, rules, schemas
 from qa_audit.models import OPEN_STATUSES, ChecklistTemplate, Review, ReviewStatus
 from server import keys
+from server.audit import services as audit
 from server.auth.models import Role
 from server.db.base import utcnow
 from server.http.context import tx
@@ -155,3 +156,29 @@ async def reassign(request: web.Request, body: schemas.ReassignIn) -> web.Respon
                                   settings=request.app[keys.settings], now=utcnow(),
                                   ctx=audit_context(request, principal))
         return await _answer(request, principal, review, session)
+
+
+@router.route("GET", "/api/v1/qa/checklists", summary="The checklists, every version (the newest is in use)",
+              response=schemas.ChecklistList, roles=[Role.qa_expert, Role.admin])
+async def list_checklists(request: web.Request) -> web.Response:
+    async with tx(request) as session:
+        found = await checklists.all_versions(session)
+        return json_response(schemas.ChecklistList(items=[checklist_out(template) for template in found]))
+
+
+@router.route("POST", "/api/v1/qa/checklists", summary="Publish a new version of a checklist",
+              body=schemas.ChecklistIn, response=schemas.ChecklistOut, status=201, roles=[Role.admin],
+              errors=(422,))
+async def publish_checklist(request: web.Request, body: schemas.ChecklistIn) -> web.Response:
+    """New reviews are filled against it; reviews already assigned keep their version, so a past score keeps its
+    meaning. Items keep their keys across versions, as the reports count failures by key. Audited
+    `qa.checklist_published`."""
+    principal = await authenticate(request)
+    async with tx(request) as session:
+        template = await checklists.publish(
+            session, code=body.code, title=body.title.model_dump(),
+            items=[item.model_dump() for item in body.items])
+        await audit.record(session, ctx=audit_context(request, principal), action="qa.checklist_published",
+                           object_type="qa_checklist", object_id=template.id,
+                           detail={"code": template.code, "version": template.version}, now=utcnow())
+        return json_response(checklist_out(template), status=201)

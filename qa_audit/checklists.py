@@ -51,3 +51,10 @@ async def publish(session: AsyncSession, *, code: str, title: dict[str, str],
     session.add(template)
     await session.flush()
     return template
+
+
+async def all_versions(session: AsyncSession) -> list[ChecklistTemplate]:
+    """Every version of every checklist, newest first within a code (the current one first)."""
+    await current(session)  # the default exists before anyone looks
+    return list((await session.scalars(select(ChecklistTemplate).order_by(
+        ChecklistTemplate.code, ChecklistTemplate.version.desc()))).all())

@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class ChecklistItemOut(BaseModel):
@@ -22,6 +22,44 @@ class ChecklistOut(BaseModel):
     version: int
     title: dict[str, str]
     items: list[ChecklistItemOut]
+
+
+class Texts(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    ru: str = Field(min_length=1, max_length=300)
+    en: str = Field(min_length=1, max_length=300)
+
+
+class ChecklistItemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$", description="Stable across versions: reports count by it")
+    text: Texts
+    weight: int = Field(ge=1, le=10)
+    critical: bool = False
+
+
+class ChecklistIn(BaseModel):
+    """A new version of a checklist; the reviews already filled keep the version they were filled against."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(default="teleconsultation", pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    title: Texts
+    items: list[ChecklistItemIn] = Field(min_length=1, max_length=60)
+
+    @field_validator("items")
+    @classmethod
+    def _unique_keys(cls, items: list[ChecklistItemIn]) -> list[ChecklistItemIn]:
+        keys = [item.key for item in items]
+        if len(set(keys)) != len(keys):
+            raise ValueError("each item needs its own key")
+        return items
+
+
+class ChecklistList(BaseModel):
+    items: list[ChecklistOut]
 
 
 class AnswerIn(BaseModel):

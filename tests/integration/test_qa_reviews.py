@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from qa_audit import assignment, reminders, reviews, sampling, services
+from qa_audit import assignment, checklists, reminders, reviews, sampling, services
 from qa_audit.models import Review, ReviewStatus
 from qa_audit.problems import WrongStep
 from qa_audit.rules import DEFAULT_CHECKLIST
@@ -354,3 +354,36 @@ async def test_reassigning_a_second_review_never_returns_it_to_the_first_expert(
     newcomer = await _expert(client)
     moved = await client.post(f"/api/v1/qa/reviews/{second.id}/reassign", headers=boss.auth, json={})
     assert (await moved.json())["expert_id"] == str(newcomer[1])
+
+
+async def test_an_admin_publishes_a_new_checklist_version_and_past_reviews_keep_theirs(
+        clinic: dict[str, Any]) -> None:
+    client = clinic["client"]
+    boss = await admin(client)
+    body = {"title": {"ru": "Телеконсультация, ред. 2", "en": "Teleconsultation, edition 2"},
+            "items": [{"key": "consent", "text": {"ru": "Согласие", "en": "Consent"}, "weight": 3, "critical": True},
+                      {"key": "history", "text": {"ru": "Анамнез", "en": "History"}, "weight": 2}]}
+    for bad, field in (({**body, "items": [body["items"][0], body["items"][0]]}, "items"),
+                       ({**body, "items": [{**body["items"][1], "weight": 0}]}, "items.0.weight"),
+                       ({**body, "items": [{**body["items"][1], "key": "Bad Key"}]}, "items.0.key")):
+        refused = await client.post("/api/v1/qa/checklists", headers=boss.auth, json=bad)
+        assert refused.status == 422
+        assert field in [e["field"] for e in (await refused.json())["errors"]]
+    assert (await client.post("/api/v1/qa/checklists", headers=clinic["reviewer"][0].auth,
+                              json=body)).status == 403
+    published = await client.post("/api/v1/qa/checklists", headers=boss.auth, json=body)
+    assert published.status == 201, await published.text()
+    assert ((await published.json())["code"], (await published.json())["version"]) == ("teleconsultation", 2)
+
+    listed = await (await client.get("/api/v1/qa/checklists", headers=clinic["reviewer"][0].auth)).json()
+    assert [(item["code"], item["version"]) for item in listed["items"]] == [("teleconsultation", 2),
+                                                                             ("teleconsultation", 1)]
+    assert (await client.get("/api/v1/qa/checklists", headers=clinic["doctor"].auth)).status == 403
+    review = await (await client.get(f"/api/v1/qa/reviews/{clinic['review']}",
+                                     headers=clinic["reviewer"][0].auth)).json()
+    assert review["checklist"]["version"] == 1  # assigned before: filled against the version it was given
+    async with transaction(client.app[keys.sessions]) as session:
+        assert (await checklists.current(session)).version == 2  # what new reviews get
+        entry = (await session.scalars(select(AuditEntry).where(
+            AuditEntry.action == "qa.checklist_published"))).one()
+    assert entry.detail == {"code": "teleconsultation", "version": 2}
