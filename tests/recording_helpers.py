@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket, RtpPacket
 
 from media.recording.capture import RecordingSpec, TrackCapture, write_end_marker
+from media.recording.packets import NTP_EPOCH_OFFSET
 from media.recording.storage import BackgroundWriter, RecordingStorage
 
 OPUS = [{"payload_type": 111, "mime_type": "audio/opus", "clock_rate": 48000, "channels": 2, "parameters": {}}]
@@ -25,16 +26,21 @@ class FakeClock:
 
 
 def write_recording(storage: RecordingStorage, spec: RecordingSpec, seconds: float, *,
-                    stop: bool = True) -> dict[str, int]:
+                    stop: bool = True, video_reports: tuple[tuple[int, float], ...] = ()) -> dict[str, int]:
     """Both participants' audio (20 ms Opus packets) and the physician's video (VP8 at ~17 fps, a keyframe every
     50 frames), `seconds` long, in `spec.segment_seconds` segments; returns each track's last segment index.
-    Without `stop` the segments being written are left as a crash leaves them."""
+    Without `stop` the segments being written are left as a crash leaves them. `video_reports` are RTCP sender
+    reports (RTP timestamp, sender's wall-clock seconds) the video's sender sent before its first packet."""
     clock = FakeClock()
     writer = BackgroundWriter()
     tracks = {name: TrackCapture(spec=spec, storage=storage, writer=writer, track=name, kind=name.split(".")[1],
                                  codecs=(lambda c=codecs: c), clock=clock)
               for name, codecs in (("physician.audio.0", OPUS), ("patient.audio.0", OPUS),
                                    ("physician.video.0", VP8))}
+    for rtp_time, wall in video_reports:
+        tracks["physician.video.0"].rtcp(RtcpSrPacket(ssrc=3, sender_info=RtcpSenderInfo(
+            ntp_timestamp=int((wall + NTP_EPOCH_OFFSET) * 2**32), rtp_timestamp=rtp_time, packet_count=0,
+            octet_count=0)))
     for step in range(int(seconds * 50)):  # a 20 ms tick
         clock.now = START + step * 0.02
         for name in ("physician.audio.0", "patient.audio.0"):

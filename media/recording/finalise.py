@@ -241,11 +241,15 @@ def _build_outputs(result: Finalised, storage: RecordingStorage, recording_id: s
         role, kind, epoch = track.split(".")
         frames = per_participant.setdefault(role, {"video": [], "audio": []})[kind]
         started = False
+        previous = 0
         for frame in item.frames:
             if kind == "video" and not started and not frame.keyframe:
                 continue  # undecodable before the first keyframe of this connection
             started = True
-            at = round((frame.sender_time + offsets[track] - result.origin) * 1000)
+            # Never before the frame sent ahead of it: two sender reports can map neighbouring frames a few ms
+            # out of order, and the sort below would then put a delta frame before its keyframe (unplayable).
+            at = max(previous, round((frame.sender_time + offsets[track] - result.origin) * 1000))
+            previous = at
             frames.append(TimedFrame(frame.data, at, frame.keyframe))
         if item.frames:
             first = item.frames[0].sender_time + offsets[track] - result.origin

@@ -11,6 +11,7 @@ import hashlib
 import io
 from pathlib import Path
 
+import av
 import pytest
 
 from media.recording import encryption
@@ -185,3 +186,20 @@ def test_range_reads_decrypt_only_the_chunks_they_touch(storage: LocalStorage) -
                                                                           3 * encryption.CHUNK_BYTES]
     offset, length = reader.chunk_span(3)
     assert reader.decrypt(3, sealed[offset:offset + length]) == plaintext[3 * encryption.CHUNK_BYTES:]
+
+
+def test_frames_stay_in_the_order_sent_when_sender_reports_disagree_by_a_few_ms(storage: LocalStorage) -> None:
+    """Two sender reports that map neighbouring frames out of order (the second puts frame 1 40 ms before frame
+    0) must not put a delta frame ahead of its keyframe: the file starts with the keyframe and decodes."""
+    key = encryption.new_data_key()
+    spec = RecordingSpec("rec-sr", key, 10.0)
+    write_recording(storage, spec, 3.0, video_reports=((0, 1_800_000_000.0), (5400, 1_800_000_000.0 - 0.04)))
+    result = finalise(storage, "rec-sr", key)
+    assert result.state == "complete", result.problems
+    output = next(o for o in result.outputs if o.participant == "physician")
+    _, webm = encryption.open_sealed(storage.get(output.key), key)
+    with av.open(io.BytesIO(webm)) as container:
+        video = [packet for packet in container.demux(video=0) if packet.size]
+    assert video[0].is_keyframe
+    assert [packet.pts for packet in video] == sorted(packet.pts for packet in video)
+    assert [bytes(packet)[-4:] for packet in video[:3]] == [n.to_bytes(4, "big") for n in range(3)]  # as sent
