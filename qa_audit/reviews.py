@@ -84,11 +84,13 @@ async def audit_opened(session: AsyncSession, found: Review | list[Review], *, c
                        now: dt.datetime) -> None:
     """A review speaks of a patient's consultation: each one read, alone or in a list, is in the access log,
     like the record's."""
-    for review in found if isinstance(found, list) else [found]:
-        patient_id = await session.scalar(select(Consultation.patient_id).where(
-            Consultation.id == review.consultation_id))
+    listed = found if isinstance(found, list) else [found]
+    rows = (await session.execute(select(Consultation.id, Consultation.patient_id).where(
+        Consultation.id.in_([review.consultation_id for review in listed])))).all()
+    patients = {row.id: row.patient_id for row in rows}
+    for review in listed:
         await audit.record(session, ctx=ctx, action="qa.review_opened", object_type="qa_review",
-                           object_id=review.id, subject_patient_id=patient_id, now=now)
+                           object_id=review.id, subject_patient_id=patients.get(review.consultation_id), now=now)
 
 
 async def lock(session: AsyncSession, review: Review) -> None:
